@@ -1,0 +1,55 @@
+-- 005: the database side of loading one file, called by the loader inside the file's single transaction:
+--
+--   BEGIN;
+--   SELECT ingest_create_staging(job);          -- an empty table shaped like trip_rows, for this job only
+--   COPY trip_rows_job_<job> FROM STDIN (FORMAT binary, FREEZE);
+--   SELECT ingest_finish(job, sha256, rows, rejected);   -- attach it, mark the job done
+--   COMMIT;
+--
+-- A failure anywhere before COMMIT (bad record, lost connection, killed loader) rolls all of it back.
+
+-- The staging table carries CHECK (job_id = job), which implies the partition constraint, so ATTACH
+-- PARTITION trusts it instead of scanning the rows again. Being created in this transaction also lets COPY
+-- use FREEZE (rows are written already frozen: no later vacuum pass rewrites them).
+CREATE FUNCTION ingest_create_staging(job integer) RETURNS regclass
+LANGUAGE plpgsql AS $$
+DECLARE
+    staging constant text := format('trip_rows_job_%s', job);
+BEGIN
+    EXECUTE format('CREATE TABLE %I (LIKE trip_rows INCLUDING DEFAULTS, CHECK (job_id = %s))', staging, job);
+    RETURN staging::regclass;
+END
+$$;
+
+-- Finish a load: if a done job already holds the same content (and this job was not forced), return that
+-- job's id and change nothing; the loader then rolls back and records this job as skipped. Otherwise
+-- attach the staging table and mark the job done, and return NULL.
+--
+-- The transaction-level advisory lock on the content hash serializes two loaders finishing the same
+-- content at once: the second one waits for the first to commit and then sees its done job.
+CREATE FUNCTION ingest_finish(job integer, sha256 text, loaded bigint, skipped bigint) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    earlier integer;
+BEGIN
+    -- class + 1: a namespace apart from the per-job session locks of 003.
+    PERFORM pg_advisory_xact_lock(ingest_lock_class() + 1, hashtext(sha256));
+
+    SELECT e.id INTO earlier
+      FROM ingest_jobs e
+     WHERE e.content_sha256 = sha256 AND e.state = 'done' AND e.id <> job
+       AND NOT (SELECT forced FROM ingest_jobs WHERE id = job)
+     ORDER BY e.id
+     LIMIT 1;
+    IF earlier IS NOT NULL THEN
+        RETURN earlier;
+    END IF;
+
+    EXECUTE format('ALTER TABLE trip_rows ATTACH PARTITION %I FOR VALUES IN (%s)',
+                   format('trip_rows_job_%s', job), job);
+    UPDATE ingest_jobs
+       SET state = 'done', content_sha256 = sha256, rows = loaded, rejected = skipped, finished_at = now()
+     WHERE id = job;
+    RETURN NULL;
+END
+$$;

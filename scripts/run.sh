@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The main job on the bundled sample: install PostgreSQL 15 + PostGIS 3 if missing, start the local cluster
+# (port 54329), build trips, load data/trips.csv and show what is in the database. Safe to re-run: the
+# sample is then recognised by its content hash and skipped.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+PORT=54329
+
+ensure_postgis
+start_cluster pg "$PORT"
+psql_at "$PORT" postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'trips'" | grep -q 1 ||
+    psql_at "$PORT" postgres -c "CREATE DATABASE trips"
+
+cd "$REPO"
+log "building trips (release)"
+cargo build --release --quiet
+export DATABASE_URL="postgresql://trips@127.0.0.1:$PORT/trips"
+./target/release/trips ingest data/trips.csv
+
+psql_at "$PORT" trips <<'SQL'
+\echo
+\echo 'Trips by region and datasource:'
+SELECT region, datasource, count(*) AS trips, min(departed_at) AS first, max(departed_at) AS last
+  FROM trips GROUP BY ROLLUP (region, datasource) ORDER BY region NULLS LAST, datasource NULLS LAST;
+\echo 'Ingest jobs:'
+SELECT id, file, state, rows, rejected, duplicate_of, finished_at - started_at AS took FROM ingest_jobs ORDER BY id;
+SQL
+log "the cluster keeps running; connect with: psql -h 127.0.0.1 -p $PORT -U trips trips"

@@ -1,0 +1,383 @@
+//! Loading one file as one ingest job: atomic, idempotent, with clear errors for bad records.
+//!
+//! Two connections are used. `control` runs in autocommit: it opens the job (and holds the job's session
+//! lock, see db/003_ingest_jobs.sql), hands out region/datasource keys, and writes progress and failures,
+//! all visible to others at once. `load` runs the file's single transaction: create the job's staging table,
+//! binary COPY every valid row into it, then `ingest_finish` attaches it to `trip_rows` and marks the job
+//! done in the same commit (db/005_ingest.sql). Any error before that commit rolls the whole file back.
+
+use crate::copy::RowEncoder;
+use crate::input::{self, Input};
+use crate::parse::{self, Invalid, Layout};
+use anyhow::{Context, Result, anyhow};
+use csv::ByteRecord;
+use postgres::Client;
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct Options {
+    /// Load the valid records and write the others to a rejects file, instead of failing the file.
+    pub skip_invalid: bool,
+    /// Load even if a done job already holds the same content.
+    pub force: bool,
+    /// Where rejects files go.
+    pub rejects_dir: PathBuf,
+    /// How often progress is written to the job row and shown.
+    pub progress_every: Duration,
+}
+
+pub enum Outcome {
+    Loaded {
+        job: i32,
+        rows: i64,
+        rejected: i64,
+        rejects_file: Option<PathBuf>,
+        seconds: f64,
+    },
+    Skipped {
+        job: i32,
+        earlier: i32,
+    },
+    Failed {
+        job: Option<i32>,
+        error: String,
+    },
+}
+
+/// Loads one file. Errors of the file itself come back as `Outcome::Failed` (and are recorded in the job);
+/// an `Err` means the database could not be reached to record anything.
+pub fn ingest_file(
+    control: &mut Client,
+    load: &mut Client,
+    name: &str,
+    opts: &Options,
+) -> Result<Outcome> {
+    let input = match input::open(name) {
+        Ok(input) => input,
+        Err(e) => {
+            return Ok(Outcome::Failed {
+                job: None,
+                error: format!("{e:#}"),
+            });
+        }
+    };
+    let total_bytes = input.total_bytes.map(|b| b as i64);
+    let job: i32 = control
+        .query_one(
+            "SELECT ingest_job_open($1, $2, $3)",
+            &[&name, &total_bytes, &opts.force],
+        )
+        .context("while recording the ingest job")?
+        .get(0);
+    control.execute(
+        "UPDATE ingest_jobs SET state = 'loading' WHERE id = $1",
+        &[&job],
+    )?;
+    let started = Instant::now();
+    let mut loader = Loader {
+        control,
+        job,
+        opts,
+        name,
+        rows: 0,
+        rejected: 0,
+        keys: Keys::default(),
+        rejects: None,
+        started,
+        last_progress: started,
+        bytes_read: input.bytes_read.clone(),
+        total_bytes: input.total_bytes,
+    };
+    let result = loader.load(load, input);
+    let (rows, rejected, rejects) = (loader.rows, loader.rejected, loader.rejects.take());
+    let rejects_file = rejects.map(|r| r.path);
+    let outcome = match result {
+        Ok(None) => Outcome::Loaded {
+            job,
+            rows,
+            rejected,
+            rejects_file,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+        Ok(Some((earlier, sha))) => {
+            control.execute(
+                "UPDATE ingest_jobs
+                    SET state = 'skipped', duplicate_of = $2, content_sha256 = $3, finished_at = now()
+                  WHERE id = $1",
+                &[&job, &earlier, &sha],
+            )?;
+            Outcome::Skipped { job, earlier }
+        }
+        Err(e) => {
+            let error = format!("{e:#}");
+            control.execute(
+                "UPDATE ingest_jobs
+                    SET state = 'failed', error = $2, rows = 0, rejected = $3, finished_at = now()
+                  WHERE id = $1",
+                &[&job, &error, &rejected],
+            )?;
+            Outcome::Failed {
+                job: Some(job),
+                error,
+            }
+        }
+    };
+    control.execute(
+        "SELECT pg_advisory_unlock(ingest_lock_class(), $1)",
+        &[&job],
+    )?;
+    Ok(outcome)
+}
+
+/// Keys of region and datasource names met so far in this file, so the database is asked once per name.
+#[derive(Default)]
+struct Keys {
+    regions: HashMap<String, i16>,
+    datasources: HashMap<String, i16>,
+}
+
+fn key(
+    control: &mut Client,
+    cache: &mut HashMap<String, i16>,
+    table: &str,
+    name: &str,
+) -> Result<i16> {
+    if let Some(&k) = cache.get(name) {
+        return Ok(k);
+    }
+    let k: i16 = control
+        .query_one(
+            "SELECT dimension_id($1::text::regclass, $2)",
+            &[&table, &name],
+        )
+        .with_context(|| format!("while registering the {table} name {name:?}"))?
+        .get(0);
+    cache.insert(name.to_string(), k);
+    Ok(k)
+}
+
+struct Rejects {
+    path: PathBuf,
+    writer: csv::Writer<std::fs::File>,
+}
+
+struct Loader<'a> {
+    control: &'a mut Client,
+    job: i32,
+    opts: &'a Options,
+    name: &'a str,
+    rows: i64,
+    rejected: i64,
+    keys: Keys,
+    rejects: Option<Rejects>,
+    started: Instant,
+    last_progress: Instant,
+    bytes_read: std::rc::Rc<std::cell::Cell<u64>>,
+    total_bytes: Option<u64>,
+}
+
+impl Loader<'_> {
+    /// Runs the file's transaction. Returns `Some((earlier job, sha))` when the content was already loaded
+    /// (the transaction is then rolled back), `None` when the file's trips are committed.
+    fn load(&mut self, load: &mut Client, input: Input) -> Result<Option<(i32, String)>> {
+        let mut tx = load.transaction()?;
+        let staging: String = tx
+            .query_one("SELECT ingest_create_staging($1)::text", &[&self.job])
+            .context("while creating the staging table")?
+            .get(0);
+        let mut copy = tx
+            .copy_in(&format!(
+                "COPY {staging} FROM STDIN (FORMAT binary, FREEZE)"
+            ))
+            .context("while starting the COPY")?;
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(1 << 18)
+            .from_reader(input.reader);
+        let mut record = ByteRecord::new();
+        let name = self.name;
+        let read = |csv: &mut csv::Reader<_>, record: &mut ByteRecord| {
+            csv.read_byte_record(record)
+                .with_context(|| format!("while reading {name}"))
+        };
+        if !read(&mut csv, &mut record)? {
+            return Err(anyhow!(
+                "{}: the file is empty; expected a header line naming {}",
+                self.name,
+                parse::COLUMNS.join(",")
+            ));
+        }
+        let layout = parse::layout(&record).map_err(|e| anyhow!("{}:1: {e}", self.name))?;
+        if !layout.ignored.is_empty() {
+            log::warn!(
+                "{}: ignoring column(s) {} (not used by trips)",
+                self.name,
+                layout.ignored.join(", ")
+            );
+        }
+        let mut rows = RowEncoder::new();
+        let mut checked = 0u32;
+        while read(&mut csv, &mut record)? {
+            match parse::trip(&layout, &record) {
+                Ok(trip) => {
+                    let region = key(self.control, &mut self.keys.regions, "regions", trip.region)?;
+                    let source = key(
+                        self.control,
+                        &mut self.keys.datasources,
+                        "datasources",
+                        trip.datasource,
+                    )?;
+                    rows.push(self.job, region, source, &trip);
+                    self.rows += 1;
+                    if rows.is_full() {
+                        rows.write_to(&mut copy)
+                            .context("while sending rows to the database")?;
+                    }
+                }
+                Err(invalid) => self.refuse(&layout, &record, invalid)?,
+            }
+            checked += 1;
+            if checked % 4096 == 0 && self.last_progress.elapsed() >= self.opts.progress_every {
+                self.progress("loading")?;
+            }
+        }
+        rows.finish(&mut copy)
+            .context("while sending rows to the database")?;
+        copy.finish().context("while finishing the COPY")?;
+        if self.rows == 0 {
+            log::warn!("{}: no trips in the file (only a header)", self.name);
+        }
+        if let Some(r) = &mut self.rejects {
+            r.writer
+                .flush()
+                .with_context(|| format!("while writing {}", r.path.display()))?;
+        }
+        self.progress("finishing")?;
+        let sha = csv.into_inner().sha256_hex();
+        let earlier: Option<i32> = tx
+            .query_one(
+                "SELECT ingest_finish($1, $2, $3, $4)",
+                &[&self.job, &sha, &self.rows, &self.rejected],
+            )
+            .context("while committing the trips")?
+            .get(0);
+        match earlier {
+            Some(earlier) => {
+                tx.rollback()?;
+                Ok(Some((earlier, sha)))
+            }
+            None => {
+                tx.commit().context("while committing the trips")?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// A bad record: fail the file, or with --skip-invalid write it to the rejects file and go on.
+    fn refuse(&mut self, layout: &Layout, record: &ByteRecord, invalid: Invalid) -> Result<()> {
+        let line = record.position().map_or(0, |p| p.line());
+        if !self.opts.skip_invalid {
+            return Err(anyhow!(
+                "{}:{line}: {invalid}. Nothing of this file was committed; fix the record, or rerun with \
+                 --skip-invalid to load the valid records and write the others to a rejects file",
+                self.name
+            ));
+        }
+        self.rejected += 1;
+        let rejects = match &mut self.rejects {
+            Some(r) => r,
+            None => self.rejects.insert(open_rejects(self.opts, self.name, self.job, layout)?),
+        };
+        let mut row = ByteRecord::new();
+        row.push_field(line.to_string().as_bytes());
+        row.push_field(invalid.to_string().as_bytes());
+        row.extend(record.iter());
+        rejects
+            .writer
+            .write_byte_record(&row)
+            .with_context(|| format!("while writing {}", rejects.path.display()))
+    }
+
+    /// Writes the counters to the job row (others can watch it) and shows them on stderr.
+    fn progress(&mut self, state: &str) -> Result<()> {
+        let bytes = self.bytes_read.get() as i64;
+        self.control
+            .execute(
+                "UPDATE ingest_jobs SET state = $2, rows = $3, rejected = $4, bytes = $5 WHERE id = $1",
+                &[&self.job, &state, &self.rows, &self.rejected, &bytes],
+            )
+            .context("while recording progress")?;
+        self.last_progress = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64();
+        let percent = self
+            .total_bytes
+            .filter(|&t| t > 0)
+            .map(|t| format!(" ({:.1}% of {})", 100.0 * bytes as f64 / t as f64, human_bytes(t)))
+            .unwrap_or_default();
+        let line = format!(
+            "{} [job {}] {state}: {} rows{percent}, {:.0} rows/s, {} rejected",
+            self.name,
+            self.job,
+            self.rows,
+            self.rows as f64 / secs.max(1e-9),
+            self.rejected
+        );
+        let mut err = std::io::stderr().lock();
+        if err.is_terminal() {
+            let _ = write!(err, "\r\x1b[K{line}");
+            if state != "loading" {
+                let _ = writeln!(err);
+            }
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+        Ok(())
+    }
+}
+
+fn open_rejects(opts: &Options, name: &str, job: i32, layout: &Layout) -> Result<Rejects> {
+    let stem = if name == "-" {
+        "stdin".to_string()
+    } else {
+        Path::new(name)
+            .file_name()
+            .map_or("input".into(), |f| f.to_string_lossy().into_owned())
+    };
+    let path = opts.rejects_dir.join(format!("{stem}.job{job}.rejects.csv"));
+    let mut writer = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_path(&path)
+        .with_context(|| format!("cannot create the rejects file {}", path.display()))?;
+    let mut header = vec!["line".to_string(), "reason".to_string()];
+    let mut names = vec![String::new(); layout.width];
+    for (c, &i) in layout.index.iter().enumerate() {
+        names[i] = parse::COLUMNS[c].to_string();
+    }
+    let mut ignored = layout.ignored.iter();
+    for n in names.iter_mut().filter(|n| n.is_empty()) {
+        *n = ignored.next().cloned().unwrap_or_default();
+    }
+    header.extend(names);
+    writer
+        .write_record(&header)
+        .with_context(|| format!("while writing {}", path.display()))?;
+    Ok(Rejects { path, writer })
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
