@@ -29,7 +29,8 @@ ensure_postgis() {
 # reach the data folder. If it cannot enter the repository (a clone under /root, say), the data goes under
 # /tmp instead.
 cluster_dir() {
-    local name=$1 dir="$REPO/.local/$name"
+    local name=$1
+    local dir="$REPO/.local/$name"
     if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$REPO"; then
         dir="/tmp/trips-$(printf '%s' "$REPO" | md5sum | cut -c1-8)/$name"
     fi

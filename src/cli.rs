@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "trips", version, about = "Load vehicle-trip CSV files into PostGIS and ask questions about them")]
+#[command(
+    name = "trips",
+    version,
+    about = "Load vehicle-trip CSV files into PostGIS and ask questions about them"
+)]
 pub struct Cli {
     /// PostgreSQL connection: a URL (postgresql://user:password@host:port/db) or key=value pairs.
     /// Default: the local cluster started by scripts/run.sh (postgresql://trips@127.0.0.1:54329/trips).

@@ -89,9 +89,9 @@ pub fn check_server(client: &mut Client) -> Result<ServerVersions> {
             versions.postgres,
             num / 10_000
         ),
-        Some(v) if major(v) < MIN_POSTGIS_MAJOR => bail!(
-            "the server has PostGIS {v}; trips needs PostGIS {MIN_POSTGIS_MAJOR} or newer"
-        ),
+        Some(v) if major(v) < MIN_POSTGIS_MAJOR => {
+            bail!("the server has PostGIS {v}; trips needs PostGIS {MIN_POSTGIS_MAJOR} or newer")
+        }
         Some(_) => Ok(versions),
     }
 }

@@ -90,7 +90,10 @@ fn regions(rng: &mut Rng) -> Vec<Region> {
                 .map(|_| {
                     let r = 8_000.0 * rng.unit().sqrt();
                     let a = std::f64::consts::TAU * rng.unit();
-                    (lon + r * a.cos() * deg_per_m.0, lat + r * a.sin() * deg_per_m.1)
+                    (
+                        lon + r * a.cos() * deg_per_m.0,
+                        lat + r * a.sin() * deg_per_m.1,
+                    )
                 })
                 .collect();
             Region {
@@ -108,7 +111,10 @@ pub fn run(args: &GenArgs) -> Result<()> {
     let start_day = days_from_civil(2016, 1, 4);
     let out = std::io::stdout().lock();
     let mut out = BufWriter::with_capacity(1 << 20, out);
-    writeln!(out, "region,origin_coord,destination_coord,datetime,datasource")?;
+    writeln!(
+        out,
+        "region,origin_coord,destination_coord,datetime,datasource"
+    )?;
     for _ in 0..args.rows {
         let region = &regions[rng.weighted(REGIONS.iter().map(|r| r.3))];
         let near_hotspot = |rng: &mut Rng| {

@@ -104,7 +104,7 @@ pub fn ingest_file(
         Ok(Some((earlier, sha))) => {
             control.execute(
                 "UPDATE ingest_jobs
-                    SET state = 'skipped', duplicate_of = $2, content_sha256 = $3, finished_at = now()
+                    SET state = 'skipped', duplicate_of = $2, content_sha256 = $3, rows = 0, finished_at = now()
                   WHERE id = $1",
                 &[&job, &earlier, &sha],
             )?;
@@ -289,7 +289,9 @@ impl Loader<'_> {
         self.rejected += 1;
         let rejects = match &mut self.rejects {
             Some(r) => r,
-            None => self.rejects.insert(open_rejects(self.opts, self.name, self.job, layout)?),
+            None => self
+                .rejects
+                .insert(open_rejects(self.opts, self.name, self.job, layout)?),
         };
         let mut row = ByteRecord::new();
         row.push_field(line.to_string().as_bytes());
@@ -315,7 +317,13 @@ impl Loader<'_> {
         let percent = self
             .total_bytes
             .filter(|&t| t > 0)
-            .map(|t| format!(" ({:.1}% of {})", 100.0 * bytes as f64 / t as f64, human_bytes(t)))
+            .map(|t| {
+                format!(
+                    " ({:.1}% of {})",
+                    100.0 * bytes as f64 / t as f64,
+                    human_bytes(t)
+                )
+            })
             .unwrap_or_default();
         let line = format!(
             "{} [job {}] {state}: {} rows{percent}, {:.0} rows/s, {} rejected",
@@ -346,7 +354,13 @@ fn open_rejects(opts: &Options, name: &str, job: i32, layout: &Layout) -> Result
             .file_name()
             .map_or("input".into(), |f| f.to_string_lossy().into_owned())
     };
-    let path = opts.rejects_dir.join(format!("{stem}.job{job}.rejects.csv"));
+    let dir = opts.rejects_dir.canonicalize().with_context(|| {
+        format!(
+            "cannot use the rejects folder {}",
+            opts.rejects_dir.display()
+        )
+    })?;
+    let path = dir.join(format!("{stem}.job{job}.rejects.csv"));
     let mut writer = csv::WriterBuilder::new()
         .flexible(true)
         .from_path(&path)

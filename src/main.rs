@@ -22,10 +22,12 @@ const EXIT_FILE_FAILED: u8 = 1;
 const EXIT_DATABASE: u8 = 3;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp(None)
-        .format_target(false)
-        .init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,tokio_postgres=warn"),
+    )
+    .format_timestamp(None)
+    .format_target(false)
+    .init();
     let cli = Cli::parse();
     let url = cli
         .database_url
@@ -69,7 +71,10 @@ fn open(url: &str) -> Result<postgres::Client> {
 
 fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
     if !(args.progress_secs >= 0.0 && args.progress_secs.is_finite()) {
-        bail!("--progress-secs must be a number of seconds >= 0, got {}", args.progress_secs);
+        bail!(
+            "--progress-secs must be a number of seconds >= 0, got {}",
+            args.progress_secs
+        );
     }
     let opts = ingest::Options {
         skip_invalid: args.skip_invalid,

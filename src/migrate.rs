@@ -12,8 +12,16 @@ use sha2::{Digest, Sha256};
 /// (version, name, SQL), in the order they must run.
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "001_postgis.sql", include_str!("../db/001_postgis.sql")),
-    (2, "002_dimensions.sql", include_str!("../db/002_dimensions.sql")),
-    (3, "003_ingest_jobs.sql", include_str!("../db/003_ingest_jobs.sql")),
+    (
+        2,
+        "002_dimensions.sql",
+        include_str!("../db/002_dimensions.sql"),
+    ),
+    (
+        3,
+        "003_ingest_jobs.sql",
+        include_str!("../db/003_ingest_jobs.sql"),
+    ),
     (4, "004_trips.sql", include_str!("../db/004_trips.sql")),
     (5, "005_ingest.sql", include_str!("../db/005_ingest.sql")),
 ];
@@ -47,11 +55,17 @@ fn apply_missing(client: &mut Client) -> Result<Vec<&'static str>> {
         )
         .context("while creating the schema_migrations table")?;
     let applied: Vec<(i32, String, String)> = client
-        .query("SELECT version, name, sha256 FROM schema_migrations ORDER BY version", &[])?
+        .query(
+            "SELECT version, name, sha256 FROM schema_migrations ORDER BY version",
+            &[],
+        )?
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    if let Some((v, name, _)) = applied.iter().find(|(v, ..)| !MIGRATIONS.iter().any(|m| m.0 == *v)) {
+    if let Some((v, name, _)) = applied
+        .iter()
+        .find(|(v, ..)| !MIGRATIONS.iter().any(|m| m.0 == *v))
+    {
         bail!(
             "the database has schema version {v} ({name}), which this trips binary does not know: \
              it is older than the schema; use a newer trips binary"

@@ -190,7 +190,9 @@ fn point(field: &[u8]) -> Result<[i32; 2], String> {
     };
     let number = |s: &str| {
         // Only plain decimal notation: Rust's parser would also take "NaN" and "inf".
-        if s.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) {
+        if s.bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+        {
             s.parse::<f64>().ok()
         } else {
             None
@@ -292,7 +294,15 @@ pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 #[cfg(test)]
@@ -327,8 +337,16 @@ mod tests {
             let err = point(bad).unwrap_err();
             assert!(err.starts_with("expected a WKT point"), "{err}");
         }
-        assert!(point(b"POINT (180.5 0)").unwrap_err().contains("longitude 180.5"));
-        assert!(point(b"POINT (0 -91)").unwrap_err().contains("latitude -91"));
+        assert!(
+            point(b"POINT (180.5 0)")
+                .unwrap_err()
+                .contains("longitude 180.5")
+        );
+        assert!(
+            point(b"POINT (0 -91)")
+                .unwrap_err()
+                .contains("latitude -91")
+        );
     }
 
     #[test]
@@ -382,7 +400,10 @@ mod tests {
         assert_eq!(l.index, [2, 5, 4, 3, 0]);
         assert_eq!(l.ignored, vec!["note".to_string()]);
         let missing = layout(&ByteRecord::from(vec!["region", "origin_coord"])).unwrap_err();
-        assert!(missing.contains("`destination_coord`, `datetime`, `datasource`"), "{missing}");
+        assert!(
+            missing.contains("`destination_coord`, `datetime`, `datasource`"),
+            "{missing}"
+        );
     }
 
     #[test]
@@ -409,6 +430,9 @@ mod tests {
             "2018-02-01 10:00:00",
             "funny_car",
         ]);
-        assert_eq!(trip(&l, &empty_region).unwrap_err().column, Some((1, "region")));
+        assert_eq!(
+            trip(&l, &empty_region).unwrap_err().column,
+            Some((1, "region"))
+        );
     }
 }

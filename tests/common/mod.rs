@@ -1,0 +1,128 @@
+//! Test support: a throwaway database per test on the cluster that scripts/test.sh starts, and running the
+//! real `trips` binary against it.
+
+#![allow(dead_code)]
+
+use postgres::{Client, NoTls};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub fn admin_url() -> String {
+    std::env::var("TRIPS_TEST_ADMIN_URL").expect(
+        "TRIPS_TEST_ADMIN_URL is not set: run the tests with scripts/test.sh, which starts a throwaway PostGIS",
+    )
+}
+
+/// The bundled 100-row sample.
+pub fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/trips.csv")
+}
+
+pub const HEADER: &str = "region,origin_coord,destination_coord,datetime,datasource";
+
+/// A database created from the PostGIS template, and a scratch folder; both removed on drop.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub dir: PathBuf,
+}
+
+impl TestDb {
+    pub fn new(tag: &str) -> TestDb {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("t_{tag}_{}_{n}", std::process::id());
+        let mut admin = Client::connect(&admin_url(), NoTls).expect("connect to the test cluster");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE trips_template"))
+            .expect("create the test database");
+        let url = admin_url().rsplit_once('/').unwrap().0.to_string() + "/" + &name;
+        let dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        TestDb { name, url, dir }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.url, NoTls).expect("connect to the test database")
+    }
+
+    /// A command running the trips binary against this database, in the scratch folder.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trips"));
+        cmd.args(args)
+            .env("DATABASE_URL", &self.url)
+            .env("RUST_LOG", "info")
+            .current_dir(&self.dir)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs trips to completion.
+    pub fn trips(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("run trips"))
+    }
+
+    /// Runs trips with `input` on its standard input.
+    pub fn trips_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start trips");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        Run::from(child.wait_with_output().unwrap())
+    }
+
+    /// Writes a file in the scratch folder and returns its path.
+    pub fn file(&self, name: &str, content: impl AsRef<[u8]>) -> String {
+        let path = self.dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.client().query_one(sql, &[]).unwrap().get(0)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = Client::connect(&admin_url(), NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What a run of the binary printed and how it exited.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "trips failed:\n{}", self.stderr);
+        self
+    }
+}

@@ -1,0 +1,536 @@
+//! `trips ingest` end to end: the real binary against a real PostGIS.
+
+mod common;
+
+use common::{HEADER, TestDb, sample};
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const GOOD: &str = "Turin,POINT (7.67 44.99),POINT (7.72 45.06),2018-05-21 02:54:04,baba_car";
+
+fn committed(db: &TestDb) -> i64 {
+    db.count("SELECT count(*) FROM trip_rows")
+}
+
+#[test]
+fn sample_loads_whole_and_reads_back_exactly() {
+    let db = TestDb::new("sample");
+    let run = db.trips(&["ingest", sample().to_str().unwrap()]).ok();
+    assert!(run.stderr.contains("loaded "), "{}", run.stderr);
+    assert!(run.stderr.contains(": 100 trips in "), "{}", run.stderr);
+
+    assert_eq!(db.count("SELECT count(*) FROM trips"), 100);
+    assert_eq!(db.count("SELECT count(DISTINCT region) FROM trips"), 3);
+    assert_eq!(db.count("SELECT count(DISTINCT datasource) FROM trips"), 5);
+    let per_region: Vec<(String, i64)> = db
+        .client()
+        .query(
+            "SELECT region, count(*) FROM trips GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        per_region,
+        [
+            ("Hamburg".into(), 28),
+            ("Prague".into(), 34),
+            ("Turin".into(), 38)
+        ]
+    );
+
+    // Rows checked field by field against the file (lines 2 and 101).
+    let mut client = db.client();
+    for (region, olon, olat, dlon, dlat, at, source) in [
+        (
+            "Prague",
+            14.4973794438195,
+            50.00136875782316,
+            14.43109483523328,
+            50.04052930943246,
+            "2018-05-28 09:03:40",
+            "funny_car",
+        ),
+        (
+            "Prague",
+            14.61738744026195,
+            50.03346482370401,
+            14.31199296863995,
+            50.09604608872181,
+            "2018-05-15 22:10:03",
+            "baba_car",
+        ),
+    ] {
+        let row = client
+            .query_one(
+                "SELECT ST_X(origin), ST_Y(origin), ST_X(destination), ST_Y(destination),
+                        ST_SRID(origin), datasource
+                   FROM trips WHERE region = $1 AND departed_at = $2::text::timestamp",
+                &[&region, &at],
+            )
+            .unwrap();
+        for (i, want) in [olon, olat, dlon, dlat].into_iter().enumerate() {
+            let got: f64 = row.get(i);
+            assert!(
+                (got - want).abs() <= 1e-7,
+                "{region} {at} field {i}: {got} vs {want}"
+            );
+        }
+        assert_eq!(row.get::<_, i32>(4), 4326);
+        assert_eq!(row.get::<_, String>(5), source);
+    }
+    let job: (String, i64, i64, Option<String>) = {
+        let r = client
+            .query_one(
+                "SELECT state, rows, total_bytes, content_sha256 FROM ingest_jobs",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2), r.get(3))
+    };
+    assert_eq!(job.0, "done");
+    assert_eq!(job.1, 100);
+    assert_eq!(job.2, std::fs::metadata(sample()).unwrap().len() as i64);
+    assert_eq!(
+        job.3.as_deref(),
+        Some("568f8e5010143f38645ae5a1b339f166957f6305357a55a01b5532032ea979e2")
+    );
+}
+
+#[test]
+fn negative_coordinates_exponents_and_fractions_round_trip() {
+    let db = TestDb::new("numbers");
+    let file = db.file(
+        "south.csv",
+        format!(
+            "{HEADER}\nSao Paulo,POINT (-46.6333 -2.35505e1),POINT(-1.8e2 9E1),2020-02-29 23:59:59.25,x\n"
+        ),
+    );
+    db.trips(&["ingest", &file]).ok();
+    let row = db
+        .client()
+        .query_one(
+            "SELECT ST_X(origin), ST_Y(origin), ST_X(destination), ST_Y(destination), departed_at::text
+               FROM trips",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, f64>(0), -46.6333);
+    assert_eq!(row.get::<_, f64>(1), -23.5505);
+    assert_eq!(row.get::<_, f64>(2), -180.0);
+    assert_eq!(row.get::<_, f64>(3), 90.0);
+    assert_eq!(row.get::<_, String>(4), "2020-02-29 23:59:59.25");
+}
+
+#[test]
+fn each_kind_of_bad_record_fails_the_file_naming_line_and_column() {
+    let db = TestDb::new("bad");
+    let cases: &[(&str, &[u8], &str)] = &[
+        (
+            "field count",
+            b"Turin,POINT (7.67 44.99),POINT (7.72 45.06),2018-05-21 02:54:04",
+            "expected 5 fields (as in the header), found 4",
+        ),
+        (
+            "unclosed point",
+            b"Turin,POINT(1 2,POINT (7.72 45.06),2018-05-21 02:54:04,baba_car",
+            "column 2 (origin_coord): expected a WKT point like \"POINT (14.43 50.04)\" (longitude latitude, WGS84), found \"POINT(1 2\"",
+        ),
+        (
+            "linestring",
+            b"Turin,POINT (7.67 44.99),LINESTRING (7 45),2018-05-21 02:54:04,baba_car",
+            "column 3 (destination_coord): expected a WKT point",
+        ),
+        (
+            "missing coordinate",
+            b"Turin,POINT (7.67),POINT (7.72 45.06),2018-05-21 02:54:04,baba_car",
+            "column 2 (origin_coord): expected a WKT point",
+        ),
+        (
+            "nan",
+            b"Turin,POINT (NaN 44.99),POINT (7.72 45.06),2018-05-21 02:54:04,baba_car",
+            "column 2 (origin_coord): expected a WKT point like \"POINT (14.43 50.04)\" (longitude latitude, WGS84), found \"POINT (NaN 44.99)\"",
+        ),
+        (
+            "longitude",
+            b"Turin,POINT (181 44.99),POINT (7.72 45.06),2018-05-21 02:54:04,baba_car",
+            "column 2 (origin_coord): longitude 181 is outside [-180, 180]",
+        ),
+        (
+            "latitude",
+            b"Turin,POINT (7.67 44.99),POINT (7.72 -90.5),2018-05-21 02:54:04,baba_car",
+            "column 3 (destination_coord): latitude -90.5 is outside [-90, 90]",
+        ),
+        (
+            "date",
+            b"Turin,POINT (7.67 44.99),POINT (7.72 45.06),2018-02-30 02:54:04,baba_car",
+            "column 4 (datetime): expected a date and time as YYYY-MM-DD HH:MM:SS (a real calendar date), found \"2018-02-30 02:54:04\"",
+        ),
+        (
+            "empty region",
+            b",POINT (7.67 44.99),POINT (7.72 45.06),2018-05-21 02:54:04,baba_car",
+            "column 1 (region): expected a name, found \"\"",
+        ),
+        (
+            "empty datasource",
+            b"Turin,POINT (7.67 44.99),POINT (7.72 45.06),2018-05-21 02:54:04,",
+            "column 5 (datasource): expected a name",
+        ),
+        (
+            "utf-8",
+            b"Tur\xffin,POINT (7.67 44.99),POINT (7.72 45.06),2018-05-21 02:54:04,baba_car",
+            "column 1 (region): expected UTF-8 text, found the byte 0xff at byte 4",
+        ),
+    ];
+    for (i, (what, line, expected)) in cases.iter().enumerate() {
+        let mut content = format!("{HEADER}\n{GOOD}\n").into_bytes();
+        content.extend_from_slice(line);
+        content.extend_from_slice(format!("\n{GOOD}\n").as_bytes());
+        let file = db.file(&format!("bad{i}.csv"), content);
+        let run = db.trips(&["ingest", &file]);
+        assert_eq!(run.code, 1, "{what}: {}", run.stderr);
+        let want = format!("{file}:3: {expected}");
+        assert!(
+            run.stderr.contains(&want),
+            "{what}: expected\n  {want}\nin\n{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("Nothing of this file was committed"),
+            "{what}: {}",
+            run.stderr
+        );
+        assert_eq!(committed(&db), 0, "{what}: trips were committed");
+        let (state, error): (String, String) = {
+            let r = db
+                .client()
+                .query_one(
+                    "SELECT state, error FROM ingest_jobs ORDER BY id DESC LIMIT 1",
+                    &[],
+                )
+                .unwrap();
+            (r.get(0), r.get(1))
+        };
+        assert_eq!(state, "failed", "{what}");
+        assert!(error.contains(&want), "{what}: job error {error}");
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_class WHERE relname LIKE 'trip_rows_job_%'"),
+        0
+    );
+}
+
+#[test]
+fn bad_headers_and_empty_files() {
+    let db = TestDb::new("headers");
+    let missing = db.file(
+        "missing.csv",
+        format!("region,origin_coord,destination_coord,datetime\n{GOOD}\n"),
+    );
+    let run = db.trips(&["ingest", &missing]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains(&format!(
+            "{missing}:1: the header has no column named `datasource`"
+        )),
+        "{}",
+        run.stderr
+    );
+
+    let empty = db.file("empty.csv", "");
+    let run = db.trips(&["ingest", &empty]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains(&format!(
+            "{empty}: the file is empty; expected a header line naming {HEADER}"
+        )),
+        "{}",
+        run.stderr
+    );
+
+    let header_only = db.file("header.csv", format!("{HEADER}\n"));
+    let run = db.trips(&["ingest", &header_only]).ok();
+    assert!(
+        run.stderr.contains("no trips in the file (only a header)"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(": 0 trips in "), "{}", run.stderr);
+
+    let nowhere = db.dir.join("nowhere.csv");
+    let run = db.trips(&["ingest", nowhere.to_str().unwrap()]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("cannot open"), "{}", run.stderr);
+    assert_eq!(committed(&db), 0);
+}
+
+#[test]
+fn quoted_commas_crlf_any_column_order_and_extra_columns() {
+    let db = TestDb::new("dialect");
+    let file = db.file(
+        "crlf.csv",
+        "datasource,note,region,datetime,destination_coord,origin_coord\r\n\
+         cheap_mobile,\"a, b\",\"Turin, Italy\",2018-05-21 02:54:04,POINT (7.72 45.06),\"POINT (7.67 44.99)\"\r\n\
+         \"funny \"\"car\"\"\",,Prague,2018-05-22 02:54:04,POINT (14.4 50.0),POINT (14.5 50.1)\r\n",
+    );
+    let run = db.trips(&["ingest", &file]).ok();
+    assert!(
+        run.stderr.contains("ignoring column(s) note"),
+        "{}",
+        run.stderr
+    );
+    let rows: Vec<(String, String, f64)> = db
+        .client()
+        .query(
+            "SELECT region, datasource, ST_X(origin) FROM trips ORDER BY departed_at",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("Turin, Italy".to_string(), "cheap_mobile".to_string(), 7.67),
+            ("Prague".to_string(), "funny \"car\"".to_string(), 14.5)
+        ]
+    );
+}
+
+#[test]
+fn skip_invalid_loads_the_rest_and_writes_rejects() {
+    let db = TestDb::new("skip");
+    let file = db.file(
+        "mixed.csv",
+        format!(
+            "{HEADER}\n{GOOD}\nTurin,POINT (7.67 44.99),POINT (7.72 45.06),2018-02-30 02:54:04,baba_car\n\
+             {GOOD}\nTurin,POINT(1 2,POINT (7.72 45.06),2018-05-21 02:54:04,baba_car\nTurin,too,few\n{GOOD}\n"
+        ),
+    );
+    let run = db.trips(&["ingest", "--skip-invalid", &file]).ok();
+    let rejects = db.dir.join("mixed.csv.job1.rejects.csv");
+    assert!(
+        run.stderr.contains(&format!("3 trips in"))
+            && run
+                .stderr
+                .contains(&format!("3 rejected (see {})", rejects.display())),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(committed(&db), 3);
+    assert_eq!(db.count("SELECT rejected FROM ingest_jobs WHERE id = 1"), 3);
+    assert_eq!(db.count("SELECT rows FROM ingest_jobs WHERE id = 1"), 3);
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(&rejects)
+        .unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header[..3], ["line", "reason", "region"]);
+    let rejected: Vec<(String, String)> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[0].to_string(), r[1].to_string())
+        })
+        .collect();
+    assert_eq!(rejected.len(), 3);
+    assert_eq!(rejected[0].0, "3");
+    assert!(
+        rejected[0].1.starts_with("column 4 (datetime)"),
+        "{:?}",
+        rejected[0]
+    );
+    assert_eq!(rejected[1].0, "5");
+    assert!(
+        rejected[1].1.starts_with("column 2 (origin_coord)"),
+        "{:?}",
+        rejected[1]
+    );
+    assert_eq!(
+        rejected[2],
+        (
+            "6".to_string(),
+            "expected 5 fields (as in the header), found 3".to_string()
+        )
+    );
+}
+
+#[test]
+fn reingest_is_skipped_force_loads_again_stdin_and_gzip_are_the_same_content() {
+    let db = TestDb::new("idempotent");
+    let bytes = std::fs::read(sample()).unwrap();
+    db.trips_stdin(&["ingest", "-"], &bytes).ok();
+    assert_eq!(committed(&db), 100);
+
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&bytes).unwrap();
+    let gz_file = db.file("sample.csv.gz", gz.finish().unwrap());
+    let run = db.trips(&["ingest", &gz_file]).ok();
+    assert!(
+        run.stderr.contains(&format!(
+            "skipped {gz_file}: this content was already loaded by job 1"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(committed(&db), 100);
+    assert_eq!(db.count("SELECT count(*) FROM ingest_jobs WHERE id = 2 AND state = 'skipped' AND duplicate_of = 1"), 1);
+
+    let run = db.trips(&["ingest", "--force", &gz_file]).ok();
+    assert!(run.stderr.contains(": 100 trips in"), "{}", run.stderr);
+    assert_eq!(committed(&db), 200);
+    assert_eq!(
+        db.count("SELECT count(*) FROM ingest_jobs WHERE state = 'done'"),
+        2
+    );
+    // Still only one name per region and datasource.
+    assert_eq!(db.count("SELECT count(*) FROM regions"), 3);
+    assert_eq!(db.count("SELECT count(*) FROM datasources"), 5);
+}
+
+#[test]
+fn one_bad_file_among_several_sets_the_exit_status_but_not_the_others() {
+    let db = TestDb::new("several");
+    let bad = db.file("bad.csv", format!("{HEADER}\nnot,a,trip\n"));
+    let run = db.trips(&["ingest", sample().to_str().unwrap(), &bad]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(committed(&db), 100);
+}
+
+fn generate(db: &TestDb, rows: u64, seed: u64) -> String {
+    let out = db
+        .command(&[
+            "gen",
+            "--rows",
+            &rows.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    db.file(&format!("gen{seed}.csv"), out.stdout)
+}
+
+#[test]
+fn concurrent_ingests_add_up_and_share_dimensions() {
+    let db = TestDb::new("concurrent");
+    let files: Vec<String> = (1..=3).map(|seed| generate(&db, 20_000, seed)).collect();
+    let children: Vec<_> = files
+        .iter()
+        .map(|f| {
+            db.command(&["ingest", f])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(committed(&db), 60_000);
+    assert_eq!(db.count("SELECT count(*) FROM trips"), 60_000);
+    assert_eq!(db.count("SELECT count(*) FROM regions"), 7);
+    assert_eq!(db.count("SELECT count(*) FROM datasources"), 5);
+    assert_eq!(
+        db.count("SELECT count(*) FROM ingest_jobs WHERE state = 'done'"),
+        3
+    );
+}
+
+#[test]
+fn a_killed_loader_commits_nothing_and_its_job_is_marked_failed() {
+    let db = TestDb::new("killed");
+    let data = std::fs::read(generate(&db, 200_000, 7)).unwrap();
+    let mut child = db
+        .command(&["ingest", "--progress-secs", "0", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Send half the file, then wait until the job reports loaded rows, then kill -9 mid-file.
+    stdin.write_all(&data[..data.len() / 2]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while db.count("SELECT coalesce(max(rows), 0) FROM ingest_jobs WHERE state = 'loading'") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the loader never reported progress"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+
+    // The next run of trips notices the abandoned job.
+    let run = db.trips(&["migrate"]).ok();
+    assert!(
+        run.stderr
+            .contains("marked 1 abandoned ingest job(s) as failed"),
+        "{}",
+        run.stderr
+    );
+    let (state, error): (String, String) = {
+        let r = db
+            .client()
+            .query_one("SELECT state, error FROM ingest_jobs", &[])
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(state, "failed");
+    assert!(
+        error.contains("the loader stopped before finishing"),
+        "{error}"
+    );
+    assert_eq!(committed(&db), 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_class WHERE relname LIKE 'trip_rows_job_%'"),
+        0
+    );
+}
+
+#[test]
+fn a_changed_migration_is_refused() {
+    let db = TestDb::new("migrations");
+    db.trips(&["migrate"]).ok();
+    db.client()
+        .batch_execute("UPDATE schema_migrations SET sha256 = 'edited' WHERE version = 2")
+        .unwrap();
+    let run = db.trips(&["migrate"]);
+    assert_eq!(run.code, 3);
+    assert!(
+        run.stderr
+            .contains("db/002_dimensions.sql was changed after it was applied"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn connection_errors_say_where_but_never_the_password() {
+    let db = TestDb::new("connect");
+    let run = db.trips(&[
+        "--database-url",
+        "postgresql://trips:hunter2@127.0.0.1:1/nothing",
+        "ingest",
+        sample().to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 3);
+    assert!(
+        run.stderr
+            .contains("cannot connect to the database at 127.0.0.1:1/nothing as user trips"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+}
