@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled sample: install PostgreSQL 15 + PostGIS 3 if missing, start the local cluster
 # (port 54329), build trips, load data/trips.csv and show what is in the database. Safe to re-run: the
-# sample is then recognised by its content hash and skipped.
+# sample is then recognised by its content hash and skipped. Ends with the answers of queries.sql.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 PORT=54329
@@ -25,4 +25,7 @@ SELECT region, datasource, count(*) AS trips, min(departed_at) AS first, max(dep
 \echo 'Ingest jobs:'
 SELECT id, file, state, rows, rejected, duplicate_of, finished_at - started_at AS took FROM ingest_jobs ORDER BY id;
 SQL
+echo
+echo "queries.sql:"
+psql_at "$PORT" trips -f "$REPO/queries.sql"
 log "the cluster keeps running; connect with: psql -h 127.0.0.1 -p $PORT -U trips trips"

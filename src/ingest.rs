@@ -131,6 +131,37 @@ pub fn ingest_file(
     Ok(outcome)
 }
 
+/// Per (region, datasource) of this file: trips, first and last departure, tallied while streaming and
+/// handed to `ingest_finish`, which adds them to region_datasource_stats (db/005).
+#[derive(Default)]
+struct Tally(HashMap<(i16, i16), (i64, i64, i64)>);
+
+impl Tally {
+    fn add(&mut self, region: i16, datasource: i16, departed_at: i64) {
+        let e = self
+            .0
+            .entry((region, datasource))
+            .or_insert((0, departed_at, departed_at));
+        e.0 += 1;
+        e.1 = e.1.min(departed_at);
+        e.2 = e.2.max(departed_at);
+    }
+
+    /// Columns for the arrays of `ingest_finish`.
+    #[allow(clippy::type_complexity)]
+    fn columns(&self) -> (Vec<i16>, Vec<i16>, Vec<i64>, Vec<i64>, Vec<i64>) {
+        let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (&(r, d), &(n, first, last)) in &self.0 {
+            cols.0.push(r);
+            cols.1.push(d);
+            cols.2.push(n);
+            cols.3.push(first);
+            cols.4.push(last);
+        }
+        cols
+    }
+}
+
 /// Keys of region and datasource names met so far in this file, so the database is asked once per name.
 #[derive(Default)]
 struct Keys {
@@ -219,6 +250,7 @@ impl Loader<'_> {
             );
         }
         let mut rows = RowEncoder::new();
+        let mut tally = Tally::default();
         let mut checked = 0u32;
         while read(&mut csv, &mut record)? {
             match parse::trip(&layout, &record) {
@@ -231,6 +263,7 @@ impl Loader<'_> {
                         trip.datasource,
                     )?;
                     rows.push(self.job, region, source, &trip);
+                    tally.add(region, source, trip.departed_at);
                     self.rows += 1;
                     if rows.is_full() {
                         rows.write_to(&mut copy)
@@ -257,10 +290,21 @@ impl Loader<'_> {
         }
         self.progress("finishing")?;
         let sha = csv.into_inner().sha256_hex();
+        let (regions, sources, counts, firsts, lasts) = tally.columns();
         let earlier: Option<i32> = tx
             .query_one(
-                "SELECT ingest_finish($1, $2, $3, $4)",
-                &[&self.job, &sha, &self.rows, &self.rejected],
+                "SELECT ingest_finish($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &self.job,
+                    &sha,
+                    &self.rows,
+                    &self.rejected,
+                    &regions,
+                    &sources,
+                    &counts,
+                    &firsts,
+                    &lasts,
+                ],
             )
             .context("while committing the trips")?
             .get(0);

@@ -23,7 +23,12 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../db/003_ingest_jobs.sql"),
     ),
     (4, "004_trips.sql", include_str!("../db/004_trips.sql")),
-    (5, "005_ingest.sql", include_str!("../db/005_ingest.sql")),
+    (
+        5,
+        "005_region_datasource_stats.sql",
+        include_str!("../db/005_region_datasource_stats.sql"),
+    ),
+    (6, "006_ingest.sql", include_str!("../db/006_ingest.sql")),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.

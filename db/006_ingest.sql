@@ -1,9 +1,9 @@
--- 005: the database side of loading one file, called by the loader inside the file's single transaction:
+-- 006: the database side of loading one file, called by the loader inside the file's single transaction:
 --
 --   BEGIN;
 --   SELECT ingest_create_staging(job);          -- an empty table shaped like trip_rows, for this job only
 --   COPY trip_rows_job_<job> FROM STDIN (FORMAT binary, FREEZE);
---   SELECT ingest_finish(job, sha256, rows, rejected);   -- attach it, mark the job done
+--   SELECT ingest_finish(job, sha256, rows, rejected, stats...);   -- attach it, add the rollups, mark done
 --   COMMIT;
 --
 -- A failure anywhere before COMMIT (bad record, lost connection, killed loader) rolls all of it back.
@@ -23,14 +23,22 @@ $$;
 
 -- Finish a load: if a done job already holds the same content (and this job was not forced), return that
 -- job's id and change nothing; the loader then rolls back and records this job as skipped. Otherwise
--- attach the staging table and mark the job done, and return NULL.
+-- attach the staging table, add the file's tallies to region_datasource_stats (005), mark the job done,
+-- and return NULL.
+--
+-- The tallies come from the loader, which counted them while streaming: one entry per (region,
+-- datasource) pair of the file, departures as microseconds since 2000-01-01 like the COPY rows.
 --
 -- The transaction-level advisory lock on the content hash serializes two loaders finishing the same
 -- content at once: the second one waits for the first to commit and then sees its done job.
-CREATE FUNCTION ingest_finish(job integer, sha256 text, loaded bigint, skipped bigint) RETURNS integer
+CREATE FUNCTION ingest_finish(
+    job integer, sha256 text, loaded bigint, skipped bigint,
+    region_ids smallint[], datasource_ids smallint[], counts bigint[], firsts bigint[], lasts bigint[]
+) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     earlier integer;
+    epoch constant timestamp := '2000-01-01';
 BEGIN
     -- class + 1: a namespace apart from the per-job session locks of 003.
     PERFORM pg_advisory_xact_lock(ingest_lock_class() + 1, hashtext(sha256));
@@ -47,6 +55,15 @@ BEGIN
 
     EXECUTE format('ALTER TABLE trip_rows ATTACH PARTITION %I FOR VALUES IN (%s)',
                    format('trip_rows_job_%s', job), job);
+
+    INSERT INTO region_datasource_stats AS s
+    SELECT r, d, n, epoch + f * interval '1 microsecond', epoch + l * interval '1 microsecond'
+      FROM unnest(region_ids, datasource_ids, counts, firsts, lasts) AS u(r, d, n, f, l)
+    ON CONFLICT (region_id, datasource_id) DO UPDATE
+       SET trips           = s.trips + excluded.trips,
+           first_departure = least(s.first_departure, excluded.first_departure),
+           last_departure  = greatest(s.last_departure, excluded.last_departure);
+
     UPDATE ingest_jobs
        SET state = 'done', content_sha256 = sha256, rows = loaded, rejected = skipped, finished_at = now()
      WHERE id = job;

@@ -1,0 +1,178 @@
+//! queries.sql: the customer's two questions, run with psql, and its fast answers against the plain scans.
+
+mod common;
+
+use common::{HEADER, TestDb, sample};
+use std::path::Path;
+use std::process::Command;
+
+fn queries_sql() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("queries.sql")).unwrap()
+}
+
+/// Runs queries.sql with psql (unaligned, tuples only) and returns its lines.
+fn run_psql(db: &TestDb) -> Vec<String> {
+    let out = Command::new("psql")
+        .args(["-X", "-A", "-t", "-F", "|", "-v", "ON_ERROR_STOP=1", "-f"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("queries.sql"))
+        .arg(&db.url)
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn the_sample_answers() {
+    let db = TestDb::new("queries");
+    db.trips(&["ingest", sample().to_str().unwrap()]).ok();
+    let lines = run_psql(&db);
+    assert_eq!(
+        lines,
+        [
+            "Q1: the latest datasource among the trips of the two most common regions",
+            "pt_search_app|Turin|2018-05-31 06:20:59",
+            "Q1, per region: the latest datasource of each of the two most common regions",
+            "Turin|38|pt_search_app|2018-05-31 06:20:59",
+            "Prague|34|cheap_mobile|2018-05-29 12:44:02",
+            "Q2: the regions cheap_mobile has appeared in",
+            "Hamburg|10|2018-05-04 00:46:12|2018-05-29 07:02:25",
+            "Prague|13|2018-05-01 11:50:58|2018-05-29 12:44:02",
+            "Turin|10|2018-05-03 15:15:28|2018-05-29 15:58:39",
+        ]
+    );
+}
+
+/// The (fast, plain) pairs of queries.sql: each fast query, and the commented plain version after it.
+fn query_pairs() -> Vec<(String, String)> {
+    let text = queries_sql();
+    let mut pairs = Vec::new();
+    let mut fast = String::new();
+    let mut plain: Option<String> = None;
+    for line in text.lines() {
+        if let Some(p) = &mut plain {
+            match line.strip_prefix("-- ") {
+                Some(code) if !line.trim().is_empty() => {
+                    p.push_str(code);
+                    p.push('\n');
+                }
+                _ => {
+                    pairs.push((std::mem::take(&mut fast), plain.take().unwrap()));
+                }
+            }
+        } else if line.starts_with("-- Plain version") {
+            plain = Some(String::new());
+        } else if line.starts_with("\\echo") {
+            fast.clear();
+        } else if !line.starts_with("--") {
+            fast.push_str(line);
+            fast.push('\n');
+        }
+    }
+    if let Some(p) = plain {
+        pairs.push((fast, p));
+    }
+    pairs
+}
+
+fn rows_as_text(client: &mut postgres::Client, sql: &str) -> Vec<String> {
+    let sql = sql.trim().trim_end_matches(';');
+    client
+        .query(&format!("SELECT t::text FROM ({sql}) t"), &[])
+        .unwrap_or_else(|e| panic!("{e}\n{sql}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn fast_answers_equal_the_plain_scans_on_generated_data_and_ties() {
+    let db = TestDb::new("queries_agree");
+    let pairs = query_pairs();
+    assert_eq!(
+        pairs.len(),
+        3,
+        "queries.sql should hold three fast/plain pairs"
+    );
+
+    // Ties on purpose: regions A and B have 2 trips each, C 1; A's and B's latest trips depart at the same
+    // second from different datasources.
+    let ties = db.file(
+        "ties.csv",
+        format!(
+            "{HEADER}\n\
+             A,POINT (1 1),POINT (1 1),2020-01-01 10:00:00,zeta\n\
+             A,POINT (1 1),POINT (1 1),2020-01-02 10:00:00,cheap_mobile\n\
+             B,POINT (1 1),POINT (1 1),2020-01-02 10:00:00,alpha\n\
+             B,POINT (1 1),POINT (1 1),2020-01-01 09:00:00,zeta\n\
+             C,POINT (1 1),POINT (1 1),2020-01-03 10:00:00,cheap_mobile\n"
+        ),
+    );
+    db.trips(&["ingest", &ties]).ok();
+    let mut client = db.client();
+    for (fast, plain) in &pairs {
+        assert_eq!(
+            rows_as_text(&mut client, fast),
+            rows_as_text(&mut client, plain),
+            "{fast}"
+        );
+    }
+    assert_eq!(
+        rows_as_text(&mut client, &pairs[0].0),
+        ["(alpha,B,\"2020-01-02 10:00:00\")"]
+    );
+
+    let generated = db
+        .command(&["gen", "--rows", "30000", "--seed", "3"])
+        .output()
+        .unwrap();
+    let file = db.file("gen.csv", generated.stdout);
+    db.trips(&["ingest", &file]).ok();
+    db.trips(&["ingest", "--force", sample().to_str().unwrap()])
+        .ok();
+    for (fast, plain) in &pairs {
+        let answer = rows_as_text(&mut client, fast);
+        assert!(!answer.is_empty());
+        assert_eq!(answer, rows_as_text(&mut client, plain), "{fast}");
+    }
+}
+
+#[test]
+fn incremental_rollups_equal_a_rebuild_from_the_trips() {
+    let db = TestDb::new("rollups");
+    for seed in 1..=3 {
+        let out = db
+            .command(&["gen", "--rows", "5000", "--seed", &seed.to_string()])
+            .output()
+            .unwrap();
+        let file = db.file(&format!("g{seed}.csv"), out.stdout);
+        db.trips(&["ingest", &file]).ok();
+    }
+    db.trips(&["ingest", sample().to_str().unwrap()]).ok();
+    db.trips(&["ingest", "--force", sample().to_str().unwrap()])
+        .ok();
+    let mut client = db.client();
+    let snapshot = |c: &mut postgres::Client| {
+        rows_as_text(
+            c,
+            "SELECT * FROM region_datasource_stats ORDER BY region_id, datasource_id",
+        )
+    };
+    let incremental = snapshot(&mut client);
+    client
+        .batch_execute("SELECT rebuild_region_datasource_stats()")
+        .unwrap();
+    assert_eq!(incremental, snapshot(&mut client));
+    assert_eq!(
+        db.count("SELECT sum(trips)::bigint FROM region_datasource_stats"),
+        15_200
+    );
+}
