@@ -6,6 +6,8 @@ source "$(dirname "$0")/lib.sh"
 PORT=54330
 
 ensure_postgis
+# tests/containers.rs parses docker-compose.yml with PyYAML.
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
 remove_cluster pg-test
 trap 'remove_cluster pg-test' EXIT
 # Throwaway data: durability is not needed, speed is.
