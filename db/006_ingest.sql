@@ -65,7 +65,8 @@ BEGIN
            last_departure  = greatest(s.last_departure, excluded.last_departure);
 
     UPDATE ingest_jobs
-       SET state = 'done', content_sha256 = sha256, rows = loaded, rejected = skipped, finished_at = now()
+       SET state = 'done', content_sha256 = sha256, rows = loaded, rejected = skipped,
+           finished_at = clock_timestamp()  -- now() would be the start of this long transaction
      WHERE id = job;
     RETURN NULL;
 END

@@ -23,6 +23,10 @@ pub struct Cli {
 pub enum Command {
     /// Load trip CSV files (paths, - for stdin, gzip recognised automatically), each as one atomic job.
     Ingest(IngestArgs),
+    /// Follow every ingest as the database reports it (LISTEN ingest_status), until Ctrl-C or job N ends.
+    Watch(WatchArgs),
+    /// List recent ingest jobs.
+    Jobs(JobsArgs),
     /// Apply the database schema (also done automatically by every command that uses the database).
     Migrate,
     /// Write synthetic trips as CSV in the input format to stdout (for benchmarks and tests).
@@ -47,9 +51,40 @@ pub struct IngestArgs {
     #[arg(long, default_value = ".", value_name = "DIR")]
     pub rejects_dir: PathBuf,
 
-    /// Seconds between progress updates (written to the job row and shown on stderr).
+    /// Seconds between progress updates, written to the job row and so pushed to every listener
+    /// (0: only state changes).
     #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
     pub progress_secs: f64,
+
+    /// Write progress every N records instead of by time (deterministic; for tests and slow links).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub progress_rows: Option<u64>,
+
+    /// Print the raw ingest_status payloads (JSON, one per line) on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct WatchArgs {
+    /// Follow only job N and exit when it ends: status 0 if done or skipped, 1 if failed.
+    #[arg(long, value_name = "N")]
+    pub job: Option<i32>,
+
+    /// Print the raw payloads (JSON, one per line).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct JobsArgs {
+    /// How many jobs, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: i64,
+
+    /// One JSON object per job (the ingest_status payload), one per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

@@ -9,11 +9,11 @@
 use crate::copy::RowEncoder;
 use crate::input::{self, Input};
 use crate::parse::{self, Invalid, Layout};
+use crate::status::{self, Printer};
 use anyhow::{Context, Result, anyhow};
 use csv::ByteRecord;
 use postgres::Client;
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -24,8 +24,10 @@ pub struct Options {
     pub force: bool,
     /// Where rejects files go.
     pub rejects_dir: PathBuf,
-    /// How often progress is written to the job row and shown.
+    /// How often progress is written to the job row (and so notified); zero: only state changes.
     pub progress_every: Duration,
+    /// Instead of by time, write progress every this many records (deterministic, for tests).
+    pub progress_rows: Option<u64>,
 }
 
 pub enum Outcome {
@@ -53,6 +55,7 @@ pub fn ingest_file(
     load: &mut Client,
     name: &str,
     opts: &Options,
+    printer: &mut Printer,
 ) -> Result<Outcome> {
     let input = match input::open(name) {
         Ok(input) => input,
@@ -75,9 +78,11 @@ pub fn ingest_file(
         "UPDATE ingest_jobs SET state = 'loading' WHERE id = $1",
         &[&job],
     )?;
+    relay(control, printer, job)?;
     let started = Instant::now();
     let mut loader = Loader {
         control,
+        printer,
         job,
         opts,
         name,
@@ -85,10 +90,8 @@ pub fn ingest_file(
         rejected: 0,
         keys: Keys::default(),
         rejects: None,
-        started,
         last_progress: started,
         bytes_read: input.bytes_read.clone(),
-        total_bytes: input.total_bytes,
     };
     let result = loader.load(load, input);
     let (rows, rejected, rejects) = (loader.rows, loader.rejected, loader.rejects.take());
@@ -124,11 +127,44 @@ pub fn ingest_file(
             }
         }
     };
+    // The final event: `done` is sent when the loading transaction commits, on another connection, so it
+    // may still be on its way; the others were sent by the statements above.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !relay(control, printer, job)? && Instant::now() < deadline {
+        if let Some((raw, event)) = status::next(control, deadline - Instant::now())? {
+            if event.job == job {
+                show(printer, &raw, &event);
+                if event.is_final() {
+                    break;
+                }
+            }
+        }
+    }
+    printer.end_line();
     control.execute(
         "SELECT pg_advisory_unlock(ingest_lock_class(), $1)",
         &[&job],
     )?;
     Ok(outcome)
+}
+
+/// Shows the events of `job` received so far on `control`; true if the job's final event was among them.
+fn relay(control: &mut Client, printer: &mut Printer, job: i32) -> Result<bool> {
+    let mut final_seen = false;
+    for (raw, event) in status::pending(control)? {
+        if event.job == job {
+            show(printer, &raw, &event);
+            final_seen |= event.is_final();
+        }
+    }
+    Ok(final_seen)
+}
+
+/// The final state is told by the summary line of `trips ingest`; JSON output gets every event.
+fn show(printer: &mut Printer, raw: &str, event: &status::Event) {
+    if !event.is_final() || printer.is_json() {
+        printer.show(raw, event);
+    }
 }
 
 /// Per (region, datasource) of this file: trips, first and last departure, tallied while streaming and
@@ -196,6 +232,7 @@ struct Rejects {
 
 struct Loader<'a> {
     control: &'a mut Client,
+    printer: &'a mut Printer,
     job: i32,
     opts: &'a Options,
     name: &'a str,
@@ -203,10 +240,8 @@ struct Loader<'a> {
     rejected: i64,
     keys: Keys,
     rejects: Option<Rejects>,
-    started: Instant,
     last_progress: Instant,
     bytes_read: std::rc::Rc<std::cell::Cell<u64>>,
-    total_bytes: Option<u64>,
 }
 
 impl Loader<'_> {
@@ -251,7 +286,7 @@ impl Loader<'_> {
         }
         let mut rows = RowEncoder::new();
         let mut tally = Tally::default();
-        let mut checked = 0u32;
+        let mut checked = 0u64;
         while read(&mut csv, &mut record)? {
             match parse::trip(&layout, &record) {
                 Ok(trip) => {
@@ -273,7 +308,15 @@ impl Loader<'_> {
                 Err(invalid) => self.refuse(&layout, &record, invalid)?,
             }
             checked += 1;
-            if checked % 4096 == 0 && self.last_progress.elapsed() >= self.opts.progress_every {
+            let due = match self.opts.progress_rows {
+                Some(n) => checked % n == 0,
+                None => {
+                    checked % 1024 == 0
+                        && !self.opts.progress_every.is_zero()
+                        && self.last_progress.elapsed() >= self.opts.progress_every
+                }
+            };
+            if due {
                 self.progress("loading")?;
             }
         }
@@ -347,45 +390,27 @@ impl Loader<'_> {
             .with_context(|| format!("while writing {}", rejects.path.display()))
     }
 
-    /// Writes the counters to the job row (others can watch it) and shows them on stderr.
+    /// Writes the counters to the job row, which notifies every listener, and shows what comes back.
     fn progress(&mut self, state: &str) -> Result<()> {
         let bytes = self.bytes_read.get() as i64;
+        let rejects_file = self.rejects.as_ref().map(|r| r.path.display().to_string());
         self.control
             .execute(
-                "UPDATE ingest_jobs SET state = $2, rows = $3, rejected = $4, bytes = $5 WHERE id = $1",
-                &[&self.job, &state, &self.rows, &self.rejected, &bytes],
+                "UPDATE ingest_jobs
+                    SET state = $2, rows = $3, rejected = $4, bytes = $5, rejects_file = $6
+                  WHERE id = $1",
+                &[
+                    &self.job,
+                    &state,
+                    &self.rows,
+                    &self.rejected,
+                    &bytes,
+                    &rejects_file,
+                ],
             )
             .context("while recording progress")?;
         self.last_progress = Instant::now();
-        let secs = self.started.elapsed().as_secs_f64();
-        let percent = self
-            .total_bytes
-            .filter(|&t| t > 0)
-            .map(|t| {
-                format!(
-                    " ({:.1}% of {})",
-                    100.0 * bytes as f64 / t as f64,
-                    human_bytes(t)
-                )
-            })
-            .unwrap_or_default();
-        let line = format!(
-            "{} [job {}] {state}: {} rows{percent}, {:.0} rows/s, {} rejected",
-            self.name,
-            self.job,
-            self.rows,
-            self.rows as f64 / secs.max(1e-9),
-            self.rejected
-        );
-        let mut err = std::io::stderr().lock();
-        if err.is_terminal() {
-            let _ = write!(err, "\r\x1b[K{line}");
-            if state != "loading" {
-                let _ = writeln!(err);
-            }
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
+        relay(self.control, self.printer, self.job)?;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ mod ingest;
 mod input;
 mod migrate;
 mod parse;
+mod status;
 
 use anyhow::{Result, bail};
 use clap::Parser;
@@ -23,7 +24,7 @@ const EXIT_DATABASE: u8 = 3;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,tokio_postgres=warn"),
+        env_logger::Env::default().default_filter_or("info,postgres=warn,tokio_postgres=warn"),
     )
     .format_timestamp(None)
     .format_target(false)
@@ -37,6 +38,8 @@ fn main() -> ExitCode {
         Command::Gen(args) => generate::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Migrate => open(&url).map(|_| ExitCode::SUCCESS),
         Command::Ingest(args) => ingest(&url, &args),
+        Command::Watch(args) => watch(&url, &args),
+        Command::Jobs(args) => jobs(&url, &args),
     };
     result.unwrap_or_else(|e| {
         if is_broken_pipe(&e) {
@@ -81,12 +84,15 @@ fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
         force: args.force,
         rejects_dir: args.rejects_dir.clone(),
         progress_every: Duration::from_secs_f64(args.progress_secs),
+        progress_rows: args.progress_rows,
     };
     let mut control = open(url)?;
+    status::listen(&mut control)?;
     let mut load = db::connect(url)?;
+    let mut printer = status::Printer::for_ingest(args.json);
     let mut failed = 0;
     for file in &args.files {
-        match ingest::ingest_file(&mut control, &mut load, file, &opts)? {
+        match ingest::ingest_file(&mut control, &mut load, file, &opts, &mut printer)? {
             Outcome::Loaded {
                 job,
                 rows,
@@ -118,6 +124,93 @@ fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How often `trips watch` checks for loaders that died without a word, while no event arrives.
+const REAP_EVERY: Duration = Duration::from_secs(5);
+
+fn watch(url: &str, args: &cli::WatchArgs) -> Result<ExitCode> {
+    let mut client = open(url)?;
+    status::listen(&mut client)?;
+    let mut printer = status::Printer::for_watch(args.json);
+    // Listening before reading the job's state, so no change between the two is missed.
+    if let Some(job) = args.job {
+        match status::current(&mut client, job)? {
+            Some((raw, event)) => {
+                printer.show(&raw, &event);
+                if event.is_final() {
+                    return Ok(outcome_code(&event));
+                }
+            }
+            None => {
+                let last: i32 = client
+                    .query_one("SELECT coalesce(max(id), 0) FROM ingest_jobs", &[])?
+                    .get(0);
+                if job <= last {
+                    bail!(
+                        "there is no ingest job {job} (jobs so far: 1 to {last}); `trips jobs` lists them"
+                    );
+                }
+                eprintln!("waiting for job {job} to start");
+            }
+        }
+    } else if !args.json {
+        eprintln!("following every ingest (Ctrl-C to stop)");
+    }
+    loop {
+        match status::next(&mut client, REAP_EVERY)? {
+            Some((raw, event)) => {
+                if args.job.is_none_or(|j| j == event.job) {
+                    printer.show(&raw, &event);
+                    if args.job.is_some() && event.is_final() {
+                        return Ok(outcome_code(&event));
+                    }
+                }
+            }
+            None => {
+                // Marking an abandoned job failed sends its event, which arrives on the next turn.
+                client.query_one("SELECT ingest_reap_abandoned()", &[])?;
+            }
+        }
+    }
+}
+
+fn outcome_code(event: &status::Event) -> ExitCode {
+    if event.state == "failed" {
+        ExitCode::from(EXIT_FILE_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn jobs(url: &str, args: &cli::JobsArgs) -> Result<ExitCode> {
+    let mut client = open(url)?;
+    let jobs = status::recent(&mut client, args.limit)?;
+    if args.json {
+        for (raw, _) in &jobs {
+            println!("{raw}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>5}  {:<9} {:>11} {:>8} {:>9}  {:<30} error",
+        "job", "state", "rows", "rejected", "seconds", "file"
+    );
+    for (_, e) in &jobs {
+        let error = e.error.as_deref().unwrap_or("");
+        let error: String = error.chars().take(100).collect();
+        println!(
+            "{:>5}  {:<9} {:>11} {:>8} {:>9.2}  {:<30} {}",
+            e.job,
+            e.state,
+            e.rows,
+            e.rejected,
+            e.elapsed_s,
+            e.file,
+            error.replace('\n', " ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../db/005_region_datasource_stats.sql"),
     ),
     (6, "006_ingest.sql", include_str!("../db/006_ingest.sql")),
+    (
+        7,
+        "007_ingest_status.sql",
+        include_str!("../db/007_ingest_status.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.

@@ -452,7 +452,7 @@ fn a_killed_loader_commits_nothing_and_its_job_is_marked_failed() {
     let db = TestDb::new("killed");
     let data = std::fs::read(generate(&db, 200_000, 7)).unwrap();
     let mut child = db
-        .command(&["ingest", "--progress-secs", "0", "-"])
+        .command(&["ingest", "--progress-rows", "1000", "-"])
         .stdin(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

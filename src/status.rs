@@ -1,0 +1,198 @@
+//! Ingest status as the database pushes it: the JSON payloads of the `ingest_status` channel (db/007),
+//! decoded and shown. `trips ingest` shows its own job's events as progress, `trips watch` every event,
+//! `trips jobs` the same payloads read from the table.
+
+use anyhow::{Context, Result};
+use fallible_iterator::FallibleIterator;
+use postgres::Client;
+use serde::Deserialize;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+pub const CHANNEL: &str = "ingest_status";
+
+/// One notification's payload (see db/007_ingest_status.sql for the fields).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Event {
+    pub job: i32,
+    pub file: String,
+    pub state: String,
+    pub rows: i64,
+    pub rejected: i64,
+    pub bytes: i64,
+    pub total_bytes: Option<i64>,
+    pub elapsed_s: f64,
+    pub error: Option<String>,
+    pub duplicate_of: Option<i32>,
+    pub rejects_file: Option<String>,
+}
+
+impl Event {
+    pub fn is_final(&self) -> bool {
+        matches!(self.state.as_str(), "done" | "failed" | "skipped")
+    }
+
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        let rate = self.rows as f64 / self.elapsed_s.max(1e-3);
+        let head = format!("{} [job {}] {}", self.file, self.job, self.state);
+        match self.state.as_str() {
+            "failed" => format!(
+                "{head} after {:.2} s: {}",
+                self.elapsed_s,
+                self.error.as_deref().unwrap_or("(no error recorded)")
+            ),
+            "skipped" => format!(
+                "{head}: the same content was loaded by job {}",
+                self.duplicate_of.map_or("?".into(), |j| j.to_string())
+            ),
+            "queued" => head,
+            _ => {
+                let percent = match self.total_bytes {
+                    Some(t) if t > 0 => format!(
+                        " ({:.1}% of {})",
+                        100.0 * self.bytes as f64 / t as f64,
+                        crate::ingest::human_bytes(t as u64)
+                    ),
+                    _ => String::new(),
+                };
+                let rejects = match &self.rejects_file {
+                    Some(path) => format!(" (written to {path})"),
+                    None => String::new(),
+                };
+                format!(
+                    "{head}: {} rows{percent}, {rate:.0} rows/s, {} rejected{rejects}, {:.2} s",
+                    self.rows, self.rejected, self.elapsed_s
+                )
+            }
+        }
+    }
+}
+
+pub fn parse(payload: &str) -> Option<Event> {
+    serde_json::from_str(payload)
+        .map_err(|e| {
+            log::warn!("ignoring an ingest_status payload that does not decode ({e}): {payload}")
+        })
+        .ok()
+}
+
+/// How events are shown: raw JSON lines on stdout, or text on stderr/stdout (a live line on a terminal).
+pub struct Printer {
+    json: bool,
+    to_stdout: bool,
+    live: bool,
+    line_open: bool,
+}
+
+impl Printer {
+    /// For `trips ingest`: progress on stderr, a live line when stderr is a terminal.
+    pub fn for_ingest(json: bool) -> Printer {
+        Printer {
+            json,
+            to_stdout: false,
+            live: !json && std::io::stderr().is_terminal(),
+            line_open: false,
+        }
+    }
+
+    /// For `trips watch`: one line per event on stdout.
+    pub fn for_watch(json: bool) -> Printer {
+        Printer {
+            json,
+            to_stdout: true,
+            live: false,
+            line_open: false,
+        }
+    }
+
+    pub fn show(&mut self, raw: &str, event: &Event) {
+        if self.json {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{raw}").and_then(|()| out.flush());
+            return;
+        }
+        let line = event.describe();
+        if self.to_stdout {
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        } else if self.live {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[K{line}");
+            self.line_open = true;
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Ends a live line before other output.
+    pub fn end_line(&mut self) {
+        if self.line_open {
+            eprintln!();
+            self.line_open = false;
+        }
+    }
+}
+
+/// Starts listening on this connection.
+pub fn listen(client: &mut Client) -> Result<()> {
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .context("while subscribing to ingest_status")
+}
+
+/// Events already received on the connection, without waiting.
+pub fn pending(client: &mut Client) -> Result<Vec<(String, Event)>> {
+    let mut events = Vec::new();
+    let mut notifications = client.notifications();
+    let mut it = notifications.iter();
+    while let Some(n) = it.next()? {
+        if let Some(e) = parse(n.payload()) {
+            events.push((n.payload().to_string(), e));
+        }
+    }
+    Ok(events)
+}
+
+/// The next event, waiting at most `timeout`.
+pub fn next(client: &mut Client, timeout: Duration) -> Result<Option<(String, Event)>> {
+    let mut notifications = client.notifications();
+    let mut it = notifications.timeout_iter(timeout);
+    while let Some(n) = it.next()? {
+        if let Some(e) = parse(n.payload()) {
+            return Ok(Some((n.payload().to_string(), e)));
+        }
+    }
+    Ok(None)
+}
+
+/// The current state of a job, as the same payload a notification would carry.
+pub fn current(client: &mut Client, job: i32) -> Result<Option<(String, Event)>> {
+    Ok(client
+        .query_opt(
+            "SELECT ingest_status_payload(j) FROM ingest_jobs j WHERE id = $1",
+            &[&job],
+        )?
+        .and_then(|row| {
+            let raw: String = row.get(0);
+            parse(&raw).map(|e| (raw, e))
+        }))
+}
+
+/// The most recent jobs, newest first.
+pub fn recent(client: &mut Client, limit: i64) -> Result<Vec<(String, Event)>> {
+    Ok(client
+        .query(
+            "SELECT ingest_status_payload(j) FROM ingest_jobs j ORDER BY id DESC LIMIT $1",
+            &[&limit],
+        )?
+        .iter()
+        .filter_map(|row| {
+            let raw: String = row.get(0);
+            parse(&raw).map(|e| (raw, e))
+        })
+        .collect())
+}
