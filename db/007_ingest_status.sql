@@ -7,7 +7,7 @@
 -- A listener therefore never sees `done` for trips it cannot query yet.
 --
 -- Payload fields: job, file, state, rows, rejected, bytes, total_bytes (null when unknown), elapsed_s,
--- error (null unless failed), error_truncated, duplicate_of, rejects_file, at (when the change was made).
+-- error (null unless failed), error_truncated, duplicate_of, rejects_file, at (when the change was made, UTC, ISO 8601).
 -- NOTIFY payloads must stay under 8000 bytes: a long file name is cut to 1000 characters and the error to
 -- what still fits, with error_truncated = true.
 
@@ -26,7 +26,7 @@ DECLARE
         'elapsed_s', round(extract(epoch FROM coalesce(j.finished_at, clock_timestamp()) - j.started_at), 3),
         'duplicate_of', j.duplicate_of,
         'rejects_file', j.rejects_file,
-        'at', clock_timestamp(),
+        'at', to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
         'error', NULL,
         'error_truncated', false);
     room integer := limit_bytes - octet_length(base::text);
