@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
 done
 PORT=54329 DB=trips_bench
 ensure_postgis
-start_cluster pg "$PORT"
+start_cluster pg "$PORT" trips
 cd "$REPO"
 cargo build --release --quiet
 TRIPS=$REPO/target/release/trips

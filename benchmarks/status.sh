@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
 done
 PORT=54329 DB=trips_bench
 ensure_postgis
-start_cluster pg "$PORT"
+start_cluster pg "$PORT" trips
 cd "$REPO"
 cargo build --release --quiet --bin trips --example status_latency
 TRIPS=$REPO/target/release/trips

@@ -3,7 +3,7 @@
 --   BEGIN;
 --   SELECT ingest_create_staging(job);          -- an empty table shaped like trip_rows, for this job only
 --   COPY trip_rows_job_<job> FROM STDIN (FORMAT binary, FREEZE);
---   SELECT ingest_finish(job, sha256, rows, rejected, stats...);   -- attach it, add the rollups, mark done
+--   SELECT ingest_finish(job, sha256, rows, rejected, tallies...);   -- attach it, add the rollups, mark done
 --   COMMIT;
 --
 -- A failure anywhere before COMMIT (bad record, lost connection, killed loader) rolls all of it back.
@@ -23,17 +23,22 @@ $$;
 
 -- Finish a load: if a done job already holds the same content (and this job was not forced), return that
 -- job's id and change nothing; the loader then rolls back and records this job as skipped. Otherwise
--- attach the staging table, add the file's tallies to region_datasource_stats (005), mark the job done,
--- and return NULL.
+-- attach the staging table, add the file's tallies to the rollups (005), mark the job done, and return
+-- NULL.
 --
--- The tallies come from the loader, which counted them while streaming: one entry per (region,
--- datasource) pair of the file, departures as microseconds since 2000-01-01 like the COPY rows.
+-- The tallies come from the loader, which counted them while streaming: `stats` holds one entry per
+-- (region, datasource) of the file, `groups` one per group and datasource, as parallel arrays;
+-- departures are microseconds since 2000-01-01 like the COPY rows.
 --
 -- The transaction-level advisory lock on the content hash serializes two loaders finishing the same
 -- content at once: the second one waits for the first to commit and then sees its done job.
 CREATE FUNCTION ingest_finish(
     job integer, sha256 text, loaded bigint, skipped bigint,
-    region_ids smallint[], datasource_ids smallint[], counts bigint[], firsts bigint[], lasts bigint[]
+    stats_region smallint[], stats_source smallint[], stats_trips bigint[], stats_first bigint[],
+    stats_last bigint[],
+    groups_region smallint[], groups_ox integer[], groups_oy integer[], groups_dx integer[],
+    groups_dy integer[], groups_bucket smallint[], groups_source smallint[], groups_trips bigint[],
+    groups_first bigint[], groups_last bigint[]
 ) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -58,11 +63,20 @@ BEGIN
 
     INSERT INTO region_datasource_stats AS s
     SELECT r, d, n, epoch + f * interval '1 microsecond', epoch + l * interval '1 microsecond'
-      FROM unnest(region_ids, datasource_ids, counts, firsts, lasts) AS u(r, d, n, f, l)
+      FROM unnest(stats_region, stats_source, stats_trips, stats_first, stats_last) AS u(r, d, n, f, l)
     ON CONFLICT (region_id, datasource_id) DO UPDATE
        SET trips           = s.trips + excluded.trips,
            first_departure = least(s.first_departure, excluded.first_departure),
            last_departure  = greatest(s.last_departure, excluded.last_departure);
+
+    INSERT INTO trip_group_counts AS g
+    SELECT r, ox, oy, dx, dy, b, d, n, epoch + f * interval '1 microsecond', epoch + l * interval '1 microsecond'
+      FROM unnest(groups_region, groups_ox, groups_oy, groups_dx, groups_dy, groups_bucket, groups_source,
+                  groups_trips, groups_first, groups_last) AS u(r, ox, oy, dx, dy, b, d, n, f, l)
+    ON CONFLICT (region_id, origin_x, origin_y, dest_x, dest_y, time_bucket, datasource_id) DO UPDATE
+       SET trips           = g.trips + excluded.trips,
+           first_departure = least(g.first_departure, excluded.first_departure),
+           last_departure  = greatest(g.last_departure, excluded.last_departure);
 
     UPDATE ingest_jobs
        SET state = 'done', content_sha256 = sha256, rows = loaded, rejected = skipped,

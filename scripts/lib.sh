@@ -18,6 +18,7 @@ ensure_postgis() {
     local packages=()
     [ -x "$PG_BIN/postgres" ] || packages+=("postgresql-$PG_VERSION" "postgresql-client-$PG_VERSION")
     [ -f "/usr/share/postgresql/$PG_VERSION/extension/postgis.control" ] || packages+=("postgresql-$PG_VERSION-postgis-3")
+    [ -f "/usr/share/postgresql/$PG_VERSION/extension/pg_cron.control" ] || packages+=("postgresql-$PG_VERSION-cron")
     if [ ${#packages[@]} -gt 0 ]; then
         log "installing ${packages[*]} (apt-get)"
         as_root apt-get update -qq
@@ -41,9 +42,10 @@ as_server_user() {
     if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-# start_cluster NAME PORT [extra postgresql.conf lines]: initialise (once) and start the cluster.
+# start_cluster NAME PORT CRON_DB [extra postgresql.conf lines]: initialise (once) and start the cluster.
+# pg_cron runs its jobs from CRON_DB (cron.schedule_in_database reaches the others).
 start_cluster() {
-    local name=$1 port=$2 extra=${3:-} dir
+    local name=$1 port=$2 cron_db=$3 extra=${4:-} dir
     dir=$(cluster_dir "$name")
     if [ ! -f "$dir/PG_VERSION" ]; then
         log "creating the $name cluster in $dir (port $port)"
@@ -63,6 +65,10 @@ checkpoint_timeout = '30min'
 wal_level = minimal          # a table created and COPYed in one transaction then skips the WAL
 max_wal_senders = 0
 max_connections = 100
+shared_preload_libraries = 'pg_cron'   # scheduled refresh of trip_groups (README.md)
+cron.database_name = '$cron_db'
+cron.use_background_workers = on
+max_worker_processes = 16
 $extra
 CONF
     fi

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The main job on the bundled sample: install PostgreSQL 15 + PostGIS 3 if missing, start the local cluster
 # (port 54329), build trips, load data/trips.csv and show what is in the database. Safe to re-run: the
-# sample is then recognised by its content hash and skipped. Ends with the answers of queries.sql.
+# sample is then recognised by its content hash and skipped. Schedules the refresh of trip_groups with
+# pg_cron, and ends with the largest groups and the answers of queries.sql.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 PORT=54329
 
 ensure_postgis
-start_cluster pg "$PORT"
+start_cluster pg "$PORT" trips
 psql_at "$PORT" postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'trips'" | grep -q 1 ||
     psql_at "$PORT" postgres -c "CREATE DATABASE trips"
 
@@ -16,6 +17,9 @@ log "building trips (release)"
 cargo build --release --quiet
 export DATABASE_URL="postgresql://trips@127.0.0.1:$PORT/trips"
 ./target/release/trips ingest data/trips.csv
+# Refresh the trip_groups snapshot every 10 minutes (pg_cron; the job is replaced if it exists).
+psql_at "$PORT" trips -c "CREATE EXTENSION IF NOT EXISTS pg_cron" \
+    -c "SELECT cron.schedule('trips-refresh-groups', '*/10 * * * *', 'SELECT refresh_trip_groups()')" >/dev/null
 
 psql_at "$PORT" trips <<'SQL'
 \echo
@@ -25,6 +29,8 @@ SELECT region, datasource, count(*) AS trips, min(departed_at) AS first, max(dep
 \echo 'Ingest jobs:'
 SELECT id, file, state, rows, rejected, duplicate_of, finished_at - started_at AS took FROM ingest_jobs ORDER BY id;
 SQL
+echo
+./target/release/trips groups --top 5
 echo
 echo "queries.sql:"
 psql_at "$PORT" trips -f "$REPO/queries.sql"

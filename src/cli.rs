@@ -27,6 +27,10 @@ pub enum Command {
     Watch(WatchArgs),
     /// List recent ingest jobs.
     Jobs(JobsArgs),
+    /// The largest groups of similar trips (same region, origin and destination cells, time of day).
+    Groups(GroupsArgs),
+    /// Rebuild the rollups and the trip_groups materialized view from the trips.
+    Refresh,
     /// Apply the database schema (also done automatically by every command that uses the database).
     Migrate,
     /// Write synthetic trips as CSV in the input format to stdout (for benchmarks and tests).
@@ -100,4 +104,31 @@ pub struct GenArgs {
     /// How many days the trips span, starting Monday 2016-01-04.
     #[arg(long, default_value_t = 3 * 365)]
     pub days: u32,
+}
+
+#[derive(Args)]
+pub struct GroupsArgs {
+    /// Only this region.
+    #[arg(long)]
+    pub region: Option<String>,
+
+    /// How many groups, largest first.
+    #[arg(long, default_value_t = 20)]
+    pub top: i64,
+
+    /// Only groups with at least this many trips.
+    #[arg(long, default_value_t = 1)]
+    pub min_trips: i64,
+
+    /// Cell size in metres (north-south): the stored one (about 1113 m) or an odd multiple of it.
+    #[arg(long, value_name = "METRES")]
+    pub cell_m: Option<f64>,
+
+    /// Departure bucket in minutes: the stored one (60) or a multiple of it that divides a day.
+    #[arg(long, value_name = "MINUTES")]
+    pub bucket_min: Option<i32>,
+
+    /// One JSON object per group, one per line.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -167,35 +167,73 @@ fn show(printer: &mut Printer, raw: &str, event: &status::Event) {
     }
 }
 
-/// Per (region, datasource) of this file: trips, first and last departure, tallied while streaming and
-/// handed to `ingest_finish`, which adds them to region_datasource_stats (db/005).
-#[derive(Default)]
-struct Tally(HashMap<(i16, i16), (i64, i64, i64)>);
+/// Trips and first and last departure per key, tallied while streaming and handed to `ingest_finish`,
+/// which adds them to the rollups (db/005_rollups.sql).
+struct Tally<K>(HashMap<K, (i64, i64, i64)>);
 
-impl Tally {
-    fn add(&mut self, region: i16, datasource: i16, departed_at: i64) {
-        let e = self
-            .0
-            .entry((region, datasource))
-            .or_insert((0, departed_at, departed_at));
+impl<K: std::hash::Hash + Eq> Tally<K> {
+    fn new() -> Self {
+        Tally(HashMap::new())
+    }
+
+    fn add(&mut self, key: K, departed_at: i64) {
+        let e = self.0.entry(key).or_insert((0, departed_at, departed_at));
         e.0 += 1;
         e.1 = e.1.min(departed_at);
         e.2 = e.2.max(departed_at);
     }
 
-    /// Columns for the arrays of `ingest_finish`.
-    #[allow(clippy::type_complexity)]
-    fn columns(&self) -> (Vec<i16>, Vec<i16>, Vec<i64>, Vec<i64>, Vec<i64>) {
-        let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (&(r, d), &(n, first, last)) in &self.0 {
-            cols.0.push(r);
-            cols.1.push(d);
-            cols.2.push(n);
-            cols.3.push(first);
-            cols.4.push(last);
+    /// The keys, and the counts, firsts and lasts as parallel columns.
+    fn columns(&self) -> (Vec<&K>, Vec<i64>, Vec<i64>, Vec<i64>) {
+        let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (k, &(n, first, last)) in &self.0 {
+            cols.0.push(k);
+            cols.1.push(n);
+            cols.2.push(first);
+            cols.3.push(last);
         }
         cols
     }
+}
+
+/// The grid of similar-trip groups (db/005_rollups.sql, trip_group_grid).
+pub struct Grid {
+    pub cell_deg: f64,
+    pub bucket_min: i32,
+}
+
+impl Grid {
+    pub fn read(client: &mut Client) -> Result<Grid> {
+        let row = client
+            .query_one("SELECT cell_deg, bucket_min FROM trip_group_grid", &[])
+            .context("while reading the grid of trip groups")?;
+        Ok(Grid {
+            cell_deg: row.get(0),
+            bucket_min: row.get(1),
+        })
+    }
+
+    /// The cell index of a coordinate in 1e-7 degree: what ST_SnapToGrid does to the `trips` view's value
+    /// (the same float8 division, then rint: round half to even), so both always agree.
+    fn cell(&self, fixed: i32) -> i32 {
+        ((f64::from(fixed) / parse::COORD_SCALE) / self.cell_deg).round_ties_even() as i32
+    }
+
+    /// The time-of-day bucket of a departure (microseconds since 2000-01-01).
+    fn bucket(&self, departed_at: i64) -> i16 {
+        let minute_of_day = departed_at.rem_euclid(86_400_000_000) / 60_000_000;
+        (minute_of_day / i64::from(self.bucket_min)) as i16
+    }
+}
+
+/// A similar-trip group of one datasource: region, origin and destination cells, time-of-day bucket.
+#[derive(Hash, PartialEq, Eq)]
+struct GroupKey {
+    region: i16,
+    origin: [i32; 2],
+    destination: [i32; 2],
+    bucket: i16,
+    datasource: i16,
 }
 
 /// Keys of region and datasource names met so far in this file, so the database is asked once per name.
@@ -285,7 +323,9 @@ impl Loader<'_> {
             );
         }
         let mut rows = RowEncoder::new();
-        let mut tally = Tally::default();
+        let grid = Grid::read(self.control)?;
+        let mut stats = Tally::new();
+        let mut groups = Tally::new();
         let mut checked = 0u64;
         while read(&mut csv, &mut record)? {
             match parse::trip(&layout, &record) {
@@ -298,7 +338,16 @@ impl Loader<'_> {
                         trip.datasource,
                     )?;
                     rows.push(self.job, region, source, &trip);
-                    tally.add(region, source, trip.departed_at);
+                    stats.add((region, source), trip.departed_at);
+                    let cells = |p: [i32; 2]| [grid.cell(p[0]), grid.cell(p[1])];
+                    let group = GroupKey {
+                        region,
+                        origin: cells(trip.origin),
+                        destination: cells(trip.destination),
+                        bucket: grid.bucket(trip.departed_at),
+                        datasource: source,
+                    };
+                    groups.add(group, trip.departed_at);
                     self.rows += 1;
                     if rows.is_full() {
                         rows.write_to(&mut copy)
@@ -333,20 +382,41 @@ impl Loader<'_> {
         }
         self.progress("finishing")?;
         let sha = csv.into_inner().sha256_hex();
-        let (regions, sources, counts, firsts, lasts) = tally.columns();
+        let (pairs, s_trips, s_first, s_last) = stats.columns();
+        let s_region: Vec<i16> = pairs.iter().map(|p| p.0).collect();
+        let s_source: Vec<i16> = pairs.iter().map(|p| p.1).collect();
+        let (keys, g_trips, g_first, g_last) = groups.columns();
+        let g_region: Vec<i16> = keys.iter().map(|k| k.region).collect();
+        let g_ox: Vec<i32> = keys.iter().map(|k| k.origin[0]).collect();
+        let g_oy: Vec<i32> = keys.iter().map(|k| k.origin[1]).collect();
+        let g_dx: Vec<i32> = keys.iter().map(|k| k.destination[0]).collect();
+        let g_dy: Vec<i32> = keys.iter().map(|k| k.destination[1]).collect();
+        let g_bucket: Vec<i16> = keys.iter().map(|k| k.bucket).collect();
+        let g_source: Vec<i16> = keys.iter().map(|k| k.datasource).collect();
         let earlier: Option<i32> = tx
             .query_one(
-                "SELECT ingest_finish($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "SELECT ingest_finish($1, $2, $3, $4, $5, $6, $7, $8, $9,
+                                      $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
                 &[
                     &self.job,
                     &sha,
                     &self.rows,
                     &self.rejected,
-                    &regions,
-                    &sources,
-                    &counts,
-                    &firsts,
-                    &lasts,
+                    &s_region,
+                    &s_source,
+                    &s_trips,
+                    &s_first,
+                    &s_last,
+                    &g_region,
+                    &g_ox,
+                    &g_oy,
+                    &g_dx,
+                    &g_dy,
+                    &g_bucket,
+                    &g_source,
+                    &g_trips,
+                    &g_first,
+                    &g_last,
                 ],
             )
             .context("while committing the trips")?

@@ -5,22 +5,40 @@ mod cli;
 mod copy;
 mod db;
 mod generate;
+mod groups;
 mod ingest;
 mod input;
 mod migrate;
 mod parse;
 mod status;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Parser;
 use cli::{Cli, Command};
 use ingest::Outcome;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Exit codes: 0 success, 1 some file was not loaded, 2 usage error (clap), 3 database unusable.
+/// Exit codes: 0 success, 1 some file was not loaded, 2 usage error, 3 database unusable.
 const EXIT_FILE_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
 const EXIT_DATABASE: u8 = 3;
+
+/// An error in what the user asked for (exit status 2), as opposed to a problem with the database.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+pub fn usage(message: String) -> anyhow::Error {
+    Usage(message).into()
+}
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(
@@ -40,13 +58,29 @@ fn main() -> ExitCode {
         Command::Ingest(args) => ingest(&url, &args),
         Command::Watch(args) => watch(&url, &args),
         Command::Jobs(args) => jobs(&url, &args),
+        Command::Groups(args) => open(&url)
+            .and_then(|mut c| groups::show(&mut c, &args))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Refresh => open(&url).and_then(|mut c| {
+            let started = std::time::Instant::now();
+            groups::refresh(&mut c)?;
+            eprintln!(
+                "rebuilt the rollups and trip_groups in {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
     };
     result.unwrap_or_else(|e| {
         if is_broken_pipe(&e) {
             return ExitCode::SUCCESS;
         }
         eprintln!("error: {e:#}");
-        ExitCode::from(EXIT_DATABASE)
+        if e.downcast_ref::<Usage>().is_some() {
+            ExitCode::from(EXIT_USAGE)
+        } else {
+            ExitCode::from(EXIT_DATABASE)
+        }
     })
 }
 
@@ -74,10 +108,10 @@ fn open(url: &str) -> Result<postgres::Client> {
 
 fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
     if !(args.progress_secs >= 0.0 && args.progress_secs.is_finite()) {
-        bail!(
+        return Err(usage(format!(
             "--progress-secs must be a number of seconds >= 0, got {}",
             args.progress_secs
-        );
+        )));
     }
     let opts = ingest::Options {
         skip_invalid: args.skip_invalid,
@@ -147,9 +181,9 @@ fn watch(url: &str, args: &cli::WatchArgs) -> Result<ExitCode> {
                     .query_one("SELECT coalesce(max(id), 0) FROM ingest_jobs", &[])?
                     .get(0);
                 if job <= last {
-                    bail!(
+                    return Err(usage(format!(
                         "there is no ingest job {job} (jobs so far: 1 to {last}); `trips jobs` lists them"
-                    );
+                    )));
                 }
                 eprintln!("waiting for job {job} to start");
             }

@@ -23,16 +23,17 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../db/003_ingest_jobs.sql"),
     ),
     (4, "004_trips.sql", include_str!("../db/004_trips.sql")),
-    (
-        5,
-        "005_region_datasource_stats.sql",
-        include_str!("../db/005_region_datasource_stats.sql"),
-    ),
+    (5, "005_rollups.sql", include_str!("../db/005_rollups.sql")),
     (6, "006_ingest.sql", include_str!("../db/006_ingest.sql")),
     (
         7,
         "007_ingest_status.sql",
         include_str!("../db/007_ingest_status.sql"),
+    ),
+    (
+        8,
+        "008_trip_groups.sql",
+        include_str!("../db/008_trip_groups.sql"),
     ),
 ];
 

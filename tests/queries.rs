@@ -167,9 +167,7 @@ fn incremental_rollups_equal_a_rebuild_from_the_trips() {
         )
     };
     let incremental = snapshot(&mut client);
-    client
-        .batch_execute("SELECT rebuild_region_datasource_stats()")
-        .unwrap();
+    client.batch_execute("SELECT rebuild_rollups()").unwrap();
     assert_eq!(incremental, snapshot(&mut client));
     assert_eq!(
         db.count("SELECT sum(trips)::bigint FROM region_datasource_stats"),

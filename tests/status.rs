@@ -240,7 +240,7 @@ fn watch_job_waits_for_the_job_and_exits_with_its_outcome() {
     // A finished job answers at once, a job that never existed is an error.
     assert_eq!(db.trips(&["watch", "--job", "1"]).code, 0);
     let run = db.trips(&["watch", "--job", "0"]);
-    assert_eq!(run.code, 3);
+    assert_eq!(run.code, 2);
     assert!(
         run.stderr.contains("there is no ingest job 0"),
         "{}",

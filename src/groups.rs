@@ -1,0 +1,138 @@
+//! `trips groups` and `trips refresh`: reading the similar-trip groups (db/008_trip_groups.sql), at the
+//! stored resolution or a coarser one, and rebuilding them from the trips.
+
+use crate::cli::GroupsArgs;
+use crate::ingest::Grid;
+use crate::usage;
+use anyhow::{Context, Result};
+use postgres::Client;
+
+/// Metres per degree of latitude (and of longitude at the equator).
+pub const METRES_PER_DEGREE: f64 = 111_320.0;
+
+/// The cell factor for `--cell-m`: an odd multiple of the stored cell, within 5% of the request.
+pub fn cell_factor(grid: &Grid, cell_m: Option<f64>) -> Result<i32> {
+    let stored_m = grid.cell_deg * METRES_PER_DEGREE;
+    let Some(wanted) = cell_m else { return Ok(1) };
+    let factor = (wanted / stored_m).round();
+    if !(wanted > 0.0)
+        || factor < 1.0
+        || factor % 2.0 == 0.0
+        || (wanted - factor * stored_m).abs() > 0.05 * factor * stored_m
+    {
+        let allowed: Vec<String> = (0..5)
+            .map(|i| format!("{:.0}", (2 * i + 1) as f64 * stored_m))
+            .collect();
+        return Err(usage(format!(
+            "--cell-m {wanted} is not a supported cell size; use an odd multiple of the stored cell of {:.0} m \
+             ({} degree north-south): {}, ... Even multiples would cut stored cells in half (see db/008_trip_groups.sql)",
+            stored_m,
+            grid.cell_deg,
+            allowed.join(", ")
+        )));
+    }
+    Ok(factor as i32)
+}
+
+/// The bucket length for `--bucket-min`: a multiple of the stored length that divides a day.
+pub fn bucket_minutes(grid: &Grid, bucket_min: Option<i32>) -> Result<i32> {
+    let Some(b) = bucket_min else {
+        return Ok(grid.bucket_min);
+    };
+    if b < 1 || b % grid.bucket_min != 0 || 1440 % b != 0 {
+        let allowed: Vec<String> = (1..=1440 / grid.bucket_min)
+            .map(|k| k * grid.bucket_min)
+            .filter(|m| 1440 % m == 0)
+            .map(|m| m.to_string())
+            .collect();
+        return Err(usage(format!(
+            "--bucket-min {b} is not a supported bucket length; use a multiple of the stored {} minutes that \
+             divides a day: {}",
+            grid.bucket_min,
+            allowed.join(", ")
+        )));
+    }
+    Ok(b)
+}
+
+pub fn show(client: &mut Client, args: &GroupsArgs) -> Result<()> {
+    let grid = Grid::read(client)?;
+    let factor = cell_factor(&grid, args.cell_m)?;
+    let minutes = bucket_minutes(&grid, args.bucket_min)?;
+    if args.top < 1 || args.min_trips < 1 {
+        return Err(usage("--top and --min-trips must be at least 1".into()));
+    }
+    let rows = client
+        .query(
+            "SELECT region, ST_X(origin_cell), ST_Y(origin_cell), ST_X(destination_cell), ST_Y(destination_cell),
+                    time_bucket, bucket_start::text, (bucket_start + make_interval(mins => $2))::text,
+                    trips, first_departure::text, last_departure::text, by_datasource::text
+               FROM trip_groups_at($1, $2)
+              WHERE ($3::text IS NULL OR region = $3) AND trips >= $4
+              ORDER BY trips DESC, region, time_bucket, ST_X(origin_cell), ST_Y(origin_cell),
+                       ST_X(destination_cell), ST_Y(destination_cell)
+              LIMIT $5",
+            &[&factor, &minutes, &args.region, &args.min_trips, &args.top],
+        )
+        .context("while reading trip groups")?;
+    let cell_m = factor as f64 * grid.cell_deg * METRES_PER_DEGREE;
+    if args.json {
+        for r in &rows {
+            let v = serde_json::json!({
+                "region": r.get::<_, String>(0),
+                "origin_cell": [r.get::<_, f64>(1), r.get::<_, f64>(2)],
+                "destination_cell": [r.get::<_, f64>(3), r.get::<_, f64>(4)],
+                "time_bucket": r.get::<_, i32>(5),
+                "bucket_start": r.get::<_, String>(6),
+                "trips": r.get::<_, i64>(8),
+                "first_departure": r.get::<_, String>(9),
+                "last_departure": r.get::<_, String>(10),
+                "by_datasource": serde_json::from_str::<serde_json::Value>(&r.get::<_, String>(11))?,
+                "cell_m": cell_m.round(),
+                "bucket_min": minutes,
+            });
+            println!("{v}");
+        }
+        return Ok(());
+    }
+    println!(
+        "groups of cells of {:.0} m ({} degree) and {minutes}-minute departure buckets, largest first:",
+        cell_m,
+        grid.cell_deg * factor as f64
+    );
+    println!(
+        "{:>8}  {:<14} {:<11}  {:<22}  {:<22}  first / last departure",
+        "trips", "region", "departs", "origin cell (lon lat)", "destination cell"
+    );
+    for r in &rows {
+        let end: String = r.get(7);
+        println!(
+            "{:>8}  {:<14} {}-{}  {:<22}  {:<22}  {} / {}",
+            r.get::<_, i64>(8),
+            r.get::<_, String>(0),
+            &r.get::<_, String>(6)[..5],
+            if end.starts_with("00:00") && r.get::<_, i32>(5) > 0 {
+                "24:00".to_string()
+            } else {
+                end[..5].to_string()
+            },
+            format!("{:.4} {:.4}", r.get::<_, f64>(1), r.get::<_, f64>(2)),
+            format!("{:.4} {:.4}", r.get::<_, f64>(3), r.get::<_, f64>(4)),
+            r.get::<_, String>(9),
+            r.get::<_, String>(10)
+        );
+    }
+    if rows.is_empty() {
+        println!("(no group matches)");
+    }
+    Ok(())
+}
+
+/// Rebuilds the rollups from the trips and refreshes the trip_groups snapshot, in one transaction.
+pub fn refresh(client: &mut Client) -> Result<()> {
+    let mut tx = client.transaction()?;
+    tx.batch_execute("SELECT rebuild_rollups(); SELECT refresh_trip_groups();")
+        .context("while rebuilding the rollups and trip_groups")?;
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! Similar-trip groups: ST_SnapToGrid cells and time-of-day buckets, kept by every ingest, rebuilt by
+//! `trips refresh`, refreshed by pg_cron, read by `trips groups`.
+
+mod common;
+
+use common::{HEADER, TestDb, admin_url, sample};
+use postgres::NoTls;
+use std::time::{Duration, Instant};
+
+fn rows(db: &TestDb, sql: &str) -> Vec<String> {
+    db.client()
+        .query(&format!("SELECT t::text FROM ({sql}) t"), &[])
+        .unwrap_or_else(|e| panic!("{e}: {sql}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+fn generate(db: &TestDb, rows: u64, seed: u64) -> String {
+    let out = db
+        .command(&[
+            "gen",
+            "--rows",
+            &rows.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ])
+        .output()
+        .unwrap();
+    db.file(&format!("gen{seed}.csv"), out.stdout)
+}
+
+/// The groups as the definition says, straight from the trips: ST_SnapToGrid cells and hour buckets.
+fn groups_by_definition(cell: f64, hours: i32) -> String {
+    format!(
+        "SELECT region, ST_AsBinary(ST_SnapToGrid(origin, {cell})) AS o,
+                ST_AsBinary(ST_SnapToGrid(destination, {cell})) AS d,
+                extract(hour FROM departed_at)::int / {hours} AS b, count(*) AS n
+           FROM trips GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+    )
+}
+
+fn groups_stored(cell_factor: i32, bucket_min: i32) -> String {
+    format!(
+        "SELECT region, ST_AsBinary(origin_cell) AS o, ST_AsBinary(destination_cell) AS d, time_bucket AS b,
+                trips AS n
+           FROM trip_groups_at({cell_factor}, {bucket_min}) ORDER BY 1, 2, 3, 4"
+    )
+}
+
+#[test]
+fn similar_trips_share_a_group_and_cells_are_where_the_grid_says() {
+    let db = TestDb::new("groups_cases");
+    let file = db.file(
+        "cases.csv",
+        format!(
+            "{HEADER}\n\
+             Turin,POINT (7.6812 45.0712),POINT (7.7012 45.0612),2018-05-07 08:10:00,a\n\
+             Turin,POINT (7.6821 45.0718),POINT (7.7019 45.0619),2018-05-11 08:20:00,b\n\
+             Turin,POINT (7.6812 45.0712),POINT (7.7012 45.0612),2018-05-07 20:10:00,a\n\
+             Prague,POINT (7.6812 45.0712),POINT (7.7012 45.0612),2018-05-07 08:10:00,a\n\
+             Edge,POINT (7.0049999 45.0),POINT (-7.0050001 0.015),2018-05-07 23:59:59,a\n\
+             Edge,POINT (7.0050001 45.0),POINT (-7.0049999 -0.015),2018-05-08 00:00:00,a\n"
+        ),
+    );
+    db.trips(&["ingest", &file]).ok();
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT region, ST_AsText(origin_cell), ST_AsText(destination_cell), time_bucket, bucket_start,
+                    trips, by_datasource, ST_AsText(desire_line)
+               FROM trip_groups_live WHERE region IN ('Turin', 'Prague') ORDER BY region, time_bucket"
+        ),
+        [
+            "(Prague,\"POINT(7.68 45.07)\",\"POINT(7.7 45.06)\",8,08:00:00,1,\"{\"\"a\"\": 1}\",\"LINESTRING(7.68 45.07,7.7 45.06)\")",
+            "(Turin,\"POINT(7.68 45.07)\",\"POINT(7.7 45.06)\",8,08:00:00,2,\"{\"\"a\"\": 1, \"\"b\"\": 1}\",\"LINESTRING(7.68 45.07,7.7 45.06)\")",
+            "(Turin,\"POINT(7.68 45.07)\",\"POINT(7.7 45.06)\",20,20:00:00,1,\"{\"\"a\"\": 1}\",\"LINESTRING(7.68 45.07,7.7 45.06)\")",
+        ]
+    );
+    // Straddling the cell edge at 7.005: two groups, each where ST_SnapToGrid puts its points.
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT ST_AsText(origin_cell) FROM trip_groups_live WHERE region = 'Edge' ORDER BY 1"
+        ),
+        ["(\"POINT(7 45)\")", "(\"POINT(7.01 45)\")"]
+    );
+    assert_eq!(
+        rows(&db, &groups_stored(1, 60)),
+        rows(&db, &groups_by_definition(0.01, 1))
+    );
+    let typmods = rows(
+        &db,
+        "SELECT f_geometry_column || ':' || type || ':' || srid FROM geometry_columns
+          WHERE f_table_name = 'trip_groups' ORDER BY 1",
+    );
+    assert_eq!(
+        typmods,
+        [
+            "(desire_line:LINESTRING:4326)",
+            "(destination_cell:POINT:4326)",
+            "(origin_cell:POINT:4326)"
+        ]
+    );
+}
+
+#[test]
+fn groups_equal_the_definition_at_every_supported_resolution_and_refresh_agrees() {
+    let db = TestDb::new("groups_property");
+    for seed in 1..=3 {
+        db.trips(&["ingest", &generate(&db, 4000, seed)]).ok();
+    }
+    db.trips(&["ingest", sample().to_str().unwrap()]).ok();
+    db.trips(&["ingest", "--force", sample().to_str().unwrap()])
+        .ok();
+
+    assert_eq!(
+        db.count("SELECT sum(trips)::bigint FROM trip_groups_live"),
+        db.count("SELECT count(*) FROM trips")
+    );
+    assert_eq!(
+        rows(&db, &groups_stored(1, 60)),
+        rows(&db, &groups_by_definition(0.01, 1))
+    );
+    // Coarser: 3 and 5 cells, 3-hour and 6-hour buckets (random points are never exactly on an edge).
+    assert_eq!(
+        rows(&db, &groups_stored(3, 180)),
+        rows(&db, &groups_by_definition(0.03, 3))
+    );
+    assert_eq!(
+        rows(&db, &groups_stored(5, 360)),
+        rows(&db, &groups_by_definition(0.05, 6))
+    );
+
+    let counts = "SELECT * FROM trip_group_counts ORDER BY 1, 2, 3, 4, 5, 6, 7";
+    let incremental = rows(&db, counts);
+    assert_eq!(
+        db.count("SELECT count(*) FROM trip_groups"),
+        0,
+        "the snapshot waits for a refresh"
+    );
+    let run = db.trips(&["refresh"]).ok();
+    assert!(
+        run.stderr
+            .contains("rebuilt the rollups and trip_groups in"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(incremental, rows(&db, counts));
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT * FROM trip_groups ORDER BY region, time_bucket, ST_X(origin_cell), ST_Y(origin_cell), ST_X(destination_cell), ST_Y(destination_cell)"
+        ),
+        rows(
+            &db,
+            "SELECT * FROM trip_groups_live ORDER BY region, time_bucket, ST_X(origin_cell), ST_Y(origin_cell), ST_X(destination_cell), ST_Y(destination_cell)"
+        )
+    );
+}
+
+#[test]
+fn unsupported_resolutions_are_refused_by_sql_too() {
+    let db = TestDb::new("groups_sql_errors");
+    db.trips(&["migrate"]).ok();
+    let mut c = db.client();
+    let err = c.query("SELECT * FROM trip_groups_at(2)", &[]).unwrap_err();
+    let db_err = err.as_db_error().unwrap();
+    assert_eq!(db_err.message(), "cell factor 2 is not supported");
+    assert!(db_err.hint().unwrap().contains("odd multiple"));
+    let err = c
+        .query("SELECT * FROM trip_groups_at(1, 90)", &[])
+        .unwrap_err();
+    assert_eq!(
+        err.as_db_error().unwrap().message(),
+        "a bucket of 90 minutes is not supported"
+    );
+}
+
+#[test]
+fn a_pg_cron_job_refreshes_the_snapshot() {
+    let db = TestDb::new("groups_cron");
+    db.trips(&["ingest", sample().to_str().unwrap()]).ok();
+    assert_eq!(db.count("SELECT count(*) FROM trip_groups"), 0);
+    let mut cron = postgres::Client::connect(&admin_url(), NoTls).unwrap();
+    let job: i64 = cron
+        .query_one(
+            // pg_cron 1.4 (Debian 12) schedules by the minute at best.
+            "SELECT cron.schedule_in_database($1, '* * * * *', 'SELECT refresh_trip_groups()', $2)",
+            &[&db.name, &db.name],
+        )
+        .unwrap()
+        .get(0);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while db.count("SELECT count(*) FROM trip_groups") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "pg_cron did not refresh trip_groups within 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    cron.execute("SELECT cron.unschedule($1::bigint)", &[&job])
+        .unwrap();
+    assert_eq!(db.count("SELECT sum(trips)::bigint FROM trip_groups"), 100);
+    let ran: i64 = cron
+        .query_one(
+            "SELECT count(*) FROM cron.job_run_details WHERE jobid = $1 AND status = 'succeeded'",
+            &[&job],
+        )
+        .unwrap()
+        .get(0);
+    assert!(ran >= 1);
+}
+
+#[test]
+fn the_groups_command_shows_the_largest_and_explains_bad_resolutions() {
+    let db = TestDb::new("groups_cli");
+    db.trips(&["ingest", &generate(&db, 20_000, 11)]).ok();
+    let run = db.trips(&["groups", "--top", "3", "--json"]).ok();
+    let groups: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(groups.len(), 3);
+    let largest = db.count("SELECT max(trips) FROM trip_groups_live");
+    assert_eq!(groups[0]["trips"], largest);
+    assert!(groups[0]["trips"].as_i64() >= groups[2]["trips"].as_i64());
+    let total: i64 = groups[0]["by_datasource"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    assert_eq!(total, largest);
+
+    let run = db
+        .trips(&[
+            "groups",
+            "--region",
+            "Lisbon",
+            "--top",
+            "2",
+            "--cell-m",
+            "3340",
+            "--bucket-min",
+            "180",
+        ])
+        .ok();
+    assert!(
+        run.stdout
+            .starts_with("groups of cells of 3340 m (0.03 degree) and 180-minute"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.stdout.lines().filter(|l| l.contains("Lisbon")).count(),
+        2,
+        "{}",
+        run.stdout
+    );
+
+    let run = db.trips(&["groups", "--cell-m", "2000"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("use an odd multiple of the stored cell of 1113 m (0.01 degree north-south): 1113, 3340, 5566"), "{}", run.stderr);
+    let run = db.trips(&["groups", "--bucket-min", "45"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("divides a day: 60, 120, 180, 240, 360, 480, 720, 1440"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.trips(&["groups", "--top", "0"]).code, 2);
+}
