@@ -34,20 +34,25 @@ CREATE TABLE trip_group_grid (
 );
 INSERT INTO trip_group_grid DEFAULT VALUES;
 
--- Trips per group and datasource, at the grid's resolution: the base of trip_groups (008).
+-- Trips per group and datasource, at the grid's resolution: the base of trip_groups (008). Like trip_rows,
+-- partitioned by ingest job: each file's tally goes into a table of its own, attached in the transaction
+-- that commits the file (006). Appending costs in proportion to the file, with no index to maintain, and
+-- a group spread over several files has one row per file, summed when read. On trip data groups are
+-- sparse (a few trips per group at 1 km, 1 hour), which is why an upsert into one indexed table was much
+-- slower: see benchmarks/GROUPS.md.
 CREATE TABLE trip_group_counts (
+    job_id          integer   NOT NULL,   -- ingest_jobs.id; the partition key
     region_id       smallint  NOT NULL,
+    time_bucket     smallint  NOT NULL,   -- minutes since midnight / bucket_min
+    datasource_id   smallint  NOT NULL,
     origin_x        integer   NOT NULL,   -- cell indices: the cell centre is (x * cell_deg, y * cell_deg)
     origin_y        integer   NOT NULL,
     dest_x          integer   NOT NULL,
     dest_y          integer   NOT NULL,
-    time_bucket     smallint  NOT NULL,   -- minutes since midnight / bucket_min
-    datasource_id   smallint  NOT NULL,
-    trips           bigint    NOT NULL,
+    trips           integer   NOT NULL,
     first_departure timestamp NOT NULL,
-    last_departure  timestamp NOT NULL,
-    PRIMARY KEY (region_id, origin_x, origin_y, dest_x, dest_y, time_bucket, datasource_id)
-);
+    last_departure  timestamp NOT NULL
+) PARTITION BY LIST (job_id);
 
 -- Recompute both rollups from the trips. The cell and bucket arithmetic is the loader's (float8 division,
 -- round half to even like ST_SnapToGrid's rint), so a rebuild equals the incremental result row for row.
@@ -59,16 +64,17 @@ LANGUAGE sql AS $$
       FROM trip_rows
      GROUP BY region_id, datasource_id;
 
-    DELETE FROM trip_group_counts;
-    INSERT INTO trip_group_counts
-    SELECT t.region_id,
+    TRUNCATE trip_group_counts;   -- every job's partition
+    INSERT INTO trip_group_counts   -- routed to each job's partition
+    SELECT t.job_id, t.region_id,
+           ((extract(hour FROM t.departed_at) * 60 + extract(minute FROM t.departed_at))::integer
+               / g.bucket_min)::smallint,
+           t.datasource_id,
            round((t.origin_lon / 1e7::float8) / g.cell_deg)::integer,
            round((t.origin_lat / 1e7::float8) / g.cell_deg)::integer,
            round((t.dest_lon / 1e7::float8) / g.cell_deg)::integer,
            round((t.dest_lat / 1e7::float8) / g.cell_deg)::integer,
-           ((extract(hour FROM t.departed_at) * 60 + extract(minute FROM t.departed_at))::integer
-               / g.bucket_min)::smallint,
-           t.datasource_id, count(*), min(t.departed_at), max(t.departed_at)
+           count(*), min(t.departed_at), max(t.departed_at)
       FROM trip_rows t CROSS JOIN trip_group_grid g
-     GROUP BY 1, 2, 3, 4, 5, 6, 7;
+     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8;
 $$;

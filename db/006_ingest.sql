@@ -1,7 +1,7 @@
 -- 006: the database side of loading one file, called by the loader inside the file's single transaction:
 --
 --   BEGIN;
---   SELECT ingest_create_staging(job);          -- an empty table shaped like trip_rows, for this job only
+--   SELECT ingest_create_staging(job);          -- empty tables for this job's trips and groups
 --   COPY trip_rows_job_<job> FROM STDIN (FORMAT binary, FREEZE);
 --   SELECT ingest_finish(job, sha256, rows, rejected, tallies...);   -- attach it, add the rollups, mark done
 --   COMMIT;
@@ -11,12 +11,15 @@
 -- The staging table carries CHECK (job_id = job), which implies the partition constraint, so ATTACH
 -- PARTITION trusts it instead of scanning the rows again. Being created in this transaction also lets COPY
 -- use FREEZE (rows are written already frozen: no later vacuum pass rewrites them).
+-- The same goes for the job's table of group counts, which ingest_finish fills from the loader's tally.
 CREATE FUNCTION ingest_create_staging(job integer) RETURNS regclass
 LANGUAGE plpgsql AS $$
 DECLARE
     staging constant text := format('trip_rows_job_%s', job);
 BEGIN
     EXECUTE format('CREATE TABLE %I (LIKE trip_rows INCLUDING DEFAULTS, CHECK (job_id = %s))', staging, job);
+    EXECUTE format('CREATE TABLE %I (LIKE trip_group_counts, CHECK (job_id = %s))',
+                   format('trip_group_counts_job_%s', job), job);
     RETURN staging::regclass;
 END
 $$;
@@ -69,14 +72,15 @@ BEGIN
            first_departure = least(s.first_departure, excluded.first_departure),
            last_departure  = greatest(s.last_departure, excluded.last_departure);
 
-    INSERT INTO trip_group_counts AS g
-    SELECT r, ox, oy, dx, dy, b, d, n, epoch + f * interval '1 microsecond', epoch + l * interval '1 microsecond'
-      FROM unnest(groups_region, groups_ox, groups_oy, groups_dx, groups_dy, groups_bucket, groups_source,
-                  groups_trips, groups_first, groups_last) AS u(r, ox, oy, dx, dy, b, d, n, f, l)
-    ON CONFLICT (region_id, origin_x, origin_y, dest_x, dest_y, time_bucket, datasource_id) DO UPDATE
-       SET trips           = g.trips + excluded.trips,
-           first_departure = least(g.first_departure, excluded.first_departure),
-           last_departure  = greatest(g.last_departure, excluded.last_departure);
+    EXECUTE format(
+        'INSERT INTO %I
+         SELECT $1, r, b, d, ox, oy, dx, dy, n, $2 + f * interval ''1 microsecond'', $2 + l * interval ''1 microsecond''
+           FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12) AS u(r, ox, oy, dx, dy, b, d, n, f, l)',
+        format('trip_group_counts_job_%s', job))
+    USING job, epoch, groups_region, groups_ox, groups_oy, groups_dx, groups_dy, groups_bucket,
+          groups_source, groups_trips, groups_first, groups_last;
+    EXECUTE format('ALTER TABLE trip_group_counts ATTACH PARTITION %I FOR VALUES IN (%s)',
+                   format('trip_group_counts_job_%s', job), job);
 
     UPDATE ingest_jobs
        SET state = 'done', content_sha256 = sha256, rows = loaded, rejected = skipped,

@@ -132,7 +132,7 @@ fn groups_equal_the_definition_at_every_supported_resolution_and_refresh_agrees(
         rows(&db, &groups_by_definition(0.05, 6))
     );
 
-    let counts = "SELECT * FROM trip_group_counts ORDER BY 1, 2, 3, 4, 5, 6, 7";
+    let counts = "SELECT * FROM trip_group_counts ORDER BY 1, 2, 3, 4, 5, 6, 7, 8";
     let incremental = rows(&db, counts);
     assert_eq!(
         db.count("SELECT count(*) FROM trip_groups"),

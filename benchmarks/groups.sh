@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Similar-trip groups at scale, on this machine's local cluster:
+#   - a full `trips refresh` (rollups rebuilt from all trips, then the trip_groups snapshot) at ROWS trips;
+#   - what keeping groups fresh adds to ingesting 1M more trips into that database: the same 1M rows loaded
+#     by this commit's trips and by the trips of BASE (the last commit before groups existed), each into its
+#     own database already holding the same ROWS trips, REPEAT times each, alternating;
+#   - `trips groups --top 20` latency (REPEAT x 10 runs of the command).
+#
+# Usage: benchmarks/groups.sh [ROWS] [--repeat R] [--base COMMIT]   (defaults 10000000, 3, bba6b7c)
+# Output: summary on stdout, raw numbers in benchmarks/results/<date>-<host>/groups-<ROWS>/.
+set -euo pipefail
+source "$(dirname "$0")/../scripts/lib.sh"
+ROWS=10000000 REPEAT=3 BASE=bba6b7c
+while [ $# -gt 0 ]; do
+    case $1 in
+        --repeat) REPEAT=$2; shift 2 ;;
+        --base) BASE=$2; shift 2 ;;
+        *) ROWS=$1; shift ;;
+    esac
+done
+PORT=54329
+ensure_postgis
+start_cluster pg "$PORT" trips
+cd "$REPO"
+cargo build --release --quiet
+WORK=$(mktemp -d /tmp/trips-bench.XXXXXX)
+trap 'git worktree remove --force "$WORK/base" 2>/dev/null; rm -rf "$WORK"' EXIT
+git worktree add --quiet --detach "$WORK/base" "$BASE"
+(cd "$WORK/base" && cargo build --release --quiet --target-dir "$WORK/base-target")
+NEW=$REPO/target/release/trips OLD=$WORK/base-target/release/trips
+OUT=$REPO/benchmarks/results/$(date -u +%Y-%m-%d)-$(hostname -s)/groups-$ROWS
+mkdir -p "$OUT"
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+fresh_db() {
+    psql_at "$PORT" postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
+    psql_at "$PORT" "$1" -c "CREATE EXTENSION postgis"
+}
+url() { echo "postgresql://trips@127.0.0.1:$PORT/$1"; }
+
+log "generating $ROWS + 1000000 trips"
+"$NEW" gen --rows "$ROWS" --seed 42 >"$WORK/base.csv"
+"$NEW" gen --rows 1000000 --seed 43 >"$WORK/more.csv"
+
+echo "step,binary,run,seconds" >"$OUT/raw.csv"
+record() { echo "$1,$2,$3,$4" >>"$OUT/raw.csv"; log "  $1 $2 run $3: $4 s"; }
+for b in new old; do
+    bin=$NEW; [ $b = old ] && bin=$OLD
+    fresh_db "groups_$b"
+    t0=$(now); DATABASE_URL=$(url "groups_$b") "$bin" ingest --progress-secs 0 "$WORK/base.csv" 2>/dev/null; t1=$(now)
+    record "ingest_$ROWS" $b 1 "$(elapsed "$t0" "$t1")"
+done
+for run in $(seq "$REPEAT"); do
+    for b in new old; do
+        bin=$NEW; [ $b = old ] && bin=$OLD
+        t0=$(now); DATABASE_URL=$(url "groups_$b") "$bin" ingest --force --progress-secs 0 "$WORK/more.csv" 2>/dev/null; t1=$(now)
+        record ingest_1M_more $b "$run" "$(elapsed "$t0" "$t1")"
+    done
+done
+export DATABASE_URL=$(url groups_new)
+for run in $(seq "$REPEAT"); do
+    t0=$(now); "$NEW" refresh 2>/dev/null; t1=$(now)
+    record refresh new "$run" "$(elapsed "$t0" "$t1")"
+done
+for run in $(seq $((REPEAT * 10))); do
+    t0=$(now); "$NEW" groups --top 20 >/dev/null; t1=$(now)
+    record groups_top20 new "$run" "$(elapsed "$t0" "$t1")"
+done
+q() { psql_at "$PORT" groups_new -tAc "$1"; }
+{
+    echo "command: benchmarks/groups.sh $ROWS --repeat $REPEAT --base $BASE"
+    echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+    echo "date: $(date -u +%FT%TZ)"
+    echo "trips: $(q 'SELECT count(*) FROM trip_rows')"
+    echo "group_count_rows: $(q 'SELECT count(*) FROM trip_group_counts')"
+    echo "groups: $(q 'SELECT count(*) FROM trip_groups')"
+    echo "trip_group_counts_bytes: $(q "SELECT pg_total_relation_size('trip_group_counts')")"
+    echo "trip_groups_bytes: $(q "SELECT pg_total_relation_size('trip_groups')")"
+    echo "server: $(q 'SELECT version()')"
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) x $(nproc)"
+} >"$OUT/environment.txt"
+python3 - "$OUT" <<'PY' | tee "$OUT/summary.txt"
+import csv, statistics, sys
+out = sys.argv[1]
+runs = {}
+for r in csv.DictReader(open(f"{out}/raw.csv")):
+    runs.setdefault((r["step"], r["binary"]), []).append(float(r["seconds"]))
+env = dict(l.split(": ", 1) for l in open(f"{out}/environment.txt").read().splitlines())
+med = {k: statistics.median(v) for k, v in runs.items()}
+show = lambda k: f"{med[k]:.2f} s ({' '.join(f'{x:.2f}' for x in runs[k])})"
+print(f"database: {env['trips']} trips, {env['group_count_rows']} group rows (by datasource), {env['groups']} groups")
+for k in sorted(runs):
+    if k[0].startswith("ingest_") and not k[0].endswith("more"):
+        print(f"{k[0]} with the {k[1]} binary: {show(k)}")
+new, old = med[("ingest_1M_more", "new")], med[("ingest_1M_more", "old")]
+print(f"1M more trips, with groups (this commit): {show(('ingest_1M_more', 'new'))}")
+print(f"1M more trips, without groups (base):     {show(('ingest_1M_more', 'old'))}")
+print(f"groups add {new - old:+.2f} s = {100 * (new / old - 1):+.1f}% of the ingest without them")
+print(f"full trips refresh: {show(('refresh', 'new'))}")
+g = sorted(runs[("groups_top20", "new")])
+print(f"trips groups --top 20 (whole command, {len(g)} runs): median {statistics.median(g) * 1000:.0f} ms, "
+      f"p95 {g[int(0.95 * len(g)) - 1] * 1000:.0f} ms")
+PY
