@@ -1,8 +1,9 @@
 -- 006: the database side of loading one file, called by the loader inside the file's single transaction:
 --
 --   BEGIN;
---   SELECT ingest_create_staging(job);          -- empty tables for this job's trips and groups
+--   SELECT * FROM ingest_create_staging(job);   -- empty tables for this job's trips and group tally
 --   COPY trip_rows_job_<job> FROM STDIN (FORMAT binary, FREEZE);
+--   COPY trip_group_counts_job_<job> FROM STDIN (FORMAT binary, FREEZE);
 --   SELECT ingest_finish(job, sha256, rows, rejected, tallies...);   -- attach it, add the rollups, mark done
 --   COMMIT;
 --
@@ -11,37 +12,33 @@
 -- The staging table carries CHECK (job_id = job), which implies the partition constraint, so ATTACH
 -- PARTITION trusts it instead of scanning the rows again. Being created in this transaction also lets COPY
 -- use FREEZE (rows are written already frozen: no later vacuum pass rewrites them).
--- The same goes for the job's table of group counts, which ingest_finish fills from the loader's tally.
-CREATE FUNCTION ingest_create_staging(job integer) RETURNS regclass
+-- The same goes for the job's partition of trip_group_counts, into which the loader COPYs its group tally.
+CREATE FUNCTION ingest_create_staging(job integer, OUT trips regclass, OUT groups regclass)
 LANGUAGE plpgsql AS $$
-DECLARE
-    staging constant text := format('trip_rows_job_%s', job);
 BEGIN
-    EXECUTE format('CREATE TABLE %I (LIKE trip_rows INCLUDING DEFAULTS, CHECK (job_id = %s))', staging, job);
+    EXECUTE format('CREATE TABLE %I (LIKE trip_rows INCLUDING DEFAULTS, CHECK (job_id = %s))',
+                   format('trip_rows_job_%s', job), job);
     EXECUTE format('CREATE TABLE %I (LIKE trip_group_counts, CHECK (job_id = %s))',
                    format('trip_group_counts_job_%s', job), job);
-    RETURN staging::regclass;
+    trips := format('trip_rows_job_%s', job)::regclass;
+    groups := format('trip_group_counts_job_%s', job)::regclass;
 END
 $$;
 
 -- Finish a load: if a done job already holds the same content (and this job was not forced), return that
 -- job's id and change nothing; the loader then rolls back and records this job as skipped. Otherwise
--- attach the staging table, add the file's tallies to the rollups (005), mark the job done, and return
--- NULL.
+-- attach the job's tables of trips and group tally, add the file's region/datasource tally to
+-- region_datasource_stats (005), mark the job done, and return NULL.
 --
--- The tallies come from the loader, which counted them while streaming: `stats` holds one entry per
--- (region, datasource) of the file, `groups` one per group and datasource, as parallel arrays;
--- departures are microseconds since 2000-01-01 like the COPY rows.
+-- That tally comes from the loader, which counted it while streaming: one entry per (region, datasource)
+-- of the file, as parallel arrays; departures are microseconds since 2000-01-01 like the COPY rows.
 --
 -- The transaction-level advisory lock on the content hash serializes two loaders finishing the same
 -- content at once: the second one waits for the first to commit and then sees its done job.
 CREATE FUNCTION ingest_finish(
     job integer, sha256 text, loaded bigint, skipped bigint,
     stats_region smallint[], stats_source smallint[], stats_trips bigint[], stats_first bigint[],
-    stats_last bigint[],
-    groups_region smallint[], groups_ox integer[], groups_oy integer[], groups_dx integer[],
-    groups_dy integer[], groups_bucket smallint[], groups_source smallint[], groups_trips bigint[],
-    groups_first bigint[], groups_last bigint[]
+    stats_last bigint[]
 ) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -72,13 +69,6 @@ BEGIN
            first_departure = least(s.first_departure, excluded.first_departure),
            last_departure  = greatest(s.last_departure, excluded.last_departure);
 
-    EXECUTE format(
-        'INSERT INTO %I
-         SELECT $1, r, b, d, ox, oy, dx, dy, n, $2 + f * interval ''1 microsecond'', $2 + l * interval ''1 microsecond''
-           FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12) AS u(r, ox, oy, dx, dy, b, d, n, f, l)',
-        format('trip_group_counts_job_%s', job))
-    USING job, epoch, groups_region, groups_ox, groups_oy, groups_dx, groups_dy, groups_bucket,
-          groups_source, groups_trips, groups_first, groups_last;
     EXECUTE format('ALTER TABLE trip_group_counts ATTACH PARTITION %I FOR VALUES IN (%s)',
                    format('trip_group_counts_job_%s', job), job);
 

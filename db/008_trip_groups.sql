@@ -93,9 +93,30 @@ CREATE MATERIALIZED VIEW trip_groups AS SELECT * FROM trip_groups_live;
 CREATE INDEX trip_groups_region_trips ON trip_groups (region, trips DESC);
 CREATE INDEX trip_groups_origin ON trip_groups USING gist (origin_cell);
 
--- Rebuild the snapshot from the rollup (cost: the number of groups, not of trips). This is what a schedule
--- runs.
+-- How many done jobs the snapshot includes. Jobs only ever become done (never undone), so the snapshot is
+-- current exactly when that count still equals the number of done jobs; a job id would not do, since
+-- concurrent loaders finish out of order. Readers that want current groups at the stored resolution read
+-- the snapshot when it is current and sum the rollup otherwise (`trips groups` does).
+CREATE TABLE trip_groups_snapshot (
+    singleton    boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    done_jobs    bigint NOT NULL DEFAULT 0,
+    refreshed_at timestamptz
+);
+INSERT INTO trip_groups_snapshot DEFAULT VALUES;
+
+-- Rebuild the snapshot from the rollup (cost: the rows of the rollup, not the trips). This is what a
+-- schedule runs. The count is read before the refresh takes its own snapshot, so it never counts a job
+-- the refresh could miss; the row lock makes concurrent refreshes take turns.
 CREATE FUNCTION refresh_trip_groups() RETURNS void
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE trip_groups_snapshot
+       SET done_jobs = (SELECT count(*) FROM ingest_jobs WHERE state = 'done'), refreshed_at = now();
     REFRESH MATERIALIZED VIEW trip_groups;
+END
+$$;
+
+CREATE FUNCTION trip_groups_is_current() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT (SELECT count(*) FROM ingest_jobs WHERE state = 'done') = s.done_jobs FROM trip_groups_snapshot s;
 $$;

@@ -1,9 +1,9 @@
-//! Hand-encoding trip rows in PostgreSQL's binary COPY format.
+//! Hand-encoding rows in PostgreSQL's binary COPY format.
 //!
 //! Rows are appended to one large buffer that the loader writes through `CopyInWriter` whenever it passes
-//! [`FLUSH_AT`]; there is no per-row dynamic dispatch and no small write. Field order and types follow
-//! `trip_rows` in db/004_trips.sql: int4 job, int2 region, int2 datasource, timestamp (int8 microseconds
-//! since 2000-01-01), then four int4 coordinates.
+//! [`FLUSH_AT`]; there is no per-row dynamic dispatch and no small write. The loader encodes two kinds of
+//! rows: trips (`trip_rows`, db/004_trips.sql) and group tallies (`trip_group_counts`, db/005_rollups.sql);
+//! each is a sequence of big-endian fields, each preceded by its length.
 
 use crate::parse::Trip;
 use std::io::{self, Write};
@@ -12,7 +12,6 @@ use std::io::{self, Write};
 pub const FLUSH_AT: usize = 1 << 20;
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
-const FIELDS: i16 = 8;
 
 pub struct RowEncoder {
     buf: Vec<u8>,
@@ -28,16 +27,43 @@ impl RowEncoder {
         RowEncoder { buf }
     }
 
-    pub fn push(&mut self, job: i32, region: i16, datasource: i16, trip: &Trip) {
-        let b = &mut self.buf;
-        b.extend_from_slice(&FIELDS.to_be_bytes());
-        field(b, &job.to_be_bytes());
-        field(b, &region.to_be_bytes());
-        field(b, &datasource.to_be_bytes());
-        field(b, &trip.departed_at.to_be_bytes());
+    /// A `trip_rows` row: job, region, datasource, departure (int8 microseconds since 2000-01-01: the binary
+    /// `timestamp`), then origin and destination as int4 1e-7 degrees.
+    pub fn trip(&mut self, job: i32, region: i16, datasource: i16, trip: &Trip) {
+        self.start(8);
+        self.field(&job.to_be_bytes());
+        self.field(&region.to_be_bytes());
+        self.field(&datasource.to_be_bytes());
+        self.field(&trip.departed_at.to_be_bytes());
         for v in trip.origin.iter().chain(&trip.destination) {
-            field(b, &v.to_be_bytes());
+            self.field(&v.to_be_bytes());
         }
+    }
+
+    /// A `trip_group_counts` row: job, region, bucket, datasource, the four cell indices, trips, first and
+    /// last departure.
+    pub fn group(&mut self, job: i32, key: &GroupRow, trips: i32, first: i64, last: i64) {
+        self.start(11);
+        self.field(&job.to_be_bytes());
+        self.field(&key.region.to_be_bytes());
+        self.field(&key.bucket.to_be_bytes());
+        self.field(&key.datasource.to_be_bytes());
+        for v in key.origin.iter().chain(&key.destination) {
+            self.field(&v.to_be_bytes());
+        }
+        self.field(&trips.to_be_bytes());
+        self.field(&first.to_be_bytes());
+        self.field(&last.to_be_bytes());
+    }
+
+    fn start(&mut self, fields: i16) {
+        self.buf.extend_from_slice(&fields.to_be_bytes());
+    }
+
+    fn field(&mut self, value: &[u8]) {
+        self.buf
+            .extend_from_slice(&(value.len() as i32).to_be_bytes());
+        self.buf.extend_from_slice(value);
     }
 
     pub fn is_full(&self) -> bool {
@@ -58,17 +84,29 @@ impl RowEncoder {
     }
 }
 
-fn field(buf: &mut Vec<u8>, value: &[u8]) {
-    buf.extend_from_slice(&(value.len() as i32).to_be_bytes());
-    buf.extend_from_slice(value);
+/// The key of a similar-trip group of one datasource: region, origin and destination cells, time-of-day
+/// bucket.
+#[derive(Hash, PartialEq, Eq)]
+pub struct GroupRow {
+    pub region: i16,
+    pub origin: [i32; 2],
+    pub destination: [i32; 2],
+    pub bucket: i16,
+    pub datasource: i16,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn body(enc: RowEncoder) -> Vec<u8> {
+        let mut out = Vec::new();
+        enc.finish(&mut out).unwrap();
+        out[SIGNATURE.len() + 8..].to_vec()
+    }
+
     #[test]
-    fn one_row_is_laid_out_as_postgres_expects() {
+    fn a_trip_row_is_laid_out_as_postgres_expects() {
         let trip = Trip {
             region: "Turin",
             datasource: "funny_car",
@@ -77,14 +115,29 @@ mod tests {
             destination: [4, 5],
         };
         let mut enc = RowEncoder::new();
-        enc.push(7, 1, 2, &trip);
-        let mut out = Vec::new();
-        enc.finish(&mut out).unwrap();
-        let body = &out[SIGNATURE.len() + 8..];
+        enc.trip(7, 1, 2, &trip);
+        let body = body(enc);
         // 2 (field count) + 3 * 4 (lengths) + 4 + 2 + 2 + 4 (length) + 8 + 4 * (4 + 4), then the trailer.
         assert_eq!(body.len(), 2 + 12 + 8 + 4 + 8 + 32 + 2);
         assert_eq!(&body[..2], &8i16.to_be_bytes());
         assert_eq!(&body[2..10], &[0, 0, 0, 4, 0, 0, 0, 7]);
         assert_eq!(&body[body.len() - 2..], &(-1i16).to_be_bytes());
+    }
+
+    #[test]
+    fn a_group_row_has_eleven_fields() {
+        let key = GroupRow {
+            region: 1,
+            origin: [2, 3],
+            destination: [4, 5],
+            bucket: 6,
+            datasource: 7,
+        };
+        let mut enc = RowEncoder::new();
+        enc.group(9, &key, 10, 11, 12);
+        let body = body(enc);
+        // field count, then 3 int2, 6 int4 and 2 int8 fields, each with its 4-byte length, then the trailer.
+        assert_eq!(body.len(), 2 + 3 * 6 + 6 * 8 + 2 * 12 + 2);
+        assert_eq!(&body[..2], &11i16.to_be_bytes());
     }
 }

@@ -62,19 +62,35 @@ pub fn show(client: &mut Client, args: &GroupsArgs) -> Result<()> {
     if args.top < 1 || args.min_trips < 1 {
         return Err(usage("--top and --min-trips must be at least 1".into()));
     }
+    // At the stored resolution, the trip_groups snapshot answers in milliseconds when it holds every done
+    // job; otherwise the rollup is summed (exact and current, but its cost grows with the rollup).
+    let stored = factor == 1 && minutes == grid.bucket_min;
+    let current: bool = client
+        .query_one("SELECT trip_groups_is_current()", &[])?
+        .get(0);
+    let source = if stored && current {
+        "trip_groups"
+    } else {
+        "trip_groups_at($1, $2)"
+    };
     let rows = client
         .query(
-            "SELECT region, ST_X(origin_cell), ST_Y(origin_cell), ST_X(destination_cell), ST_Y(destination_cell),
-                    time_bucket, bucket_start::text, (bucket_start + make_interval(mins => $2))::text,
-                    trips, first_departure::text, last_departure::text, by_datasource::text
-               FROM trip_groups_at($1, $2)
-              WHERE ($3::text IS NULL OR region = $3) AND trips >= $4
-              ORDER BY trips DESC, region, time_bucket, ST_X(origin_cell), ST_Y(origin_cell),
-                       ST_X(destination_cell), ST_Y(destination_cell)
-              LIMIT $5",
+            &format!(
+                "SELECT region, ST_X(origin_cell), ST_Y(origin_cell), ST_X(destination_cell),
+                        ST_Y(destination_cell), time_bucket, bucket_start::text,
+                        (bucket_start + make_interval(mins => $2))::text,
+                        trips, first_departure::text, last_departure::text, by_datasource::text
+                   FROM {source}
+                  WHERE $1 > 0  -- the cell factor: used by trip_groups_at, typed here for both sources
+                    AND ($3::text IS NULL OR region = $3) AND trips >= $4
+                  ORDER BY trips DESC, region, time_bucket, ST_X(origin_cell), ST_Y(origin_cell),
+                           ST_X(destination_cell), ST_Y(destination_cell)
+                  LIMIT $5"
+            ),
             &[&factor, &minutes, &args.region, &args.min_trips, &args.top],
         )
         .context("while reading trip groups")?;
+    log::debug!("read the groups from {source}");
     let cell_m = factor as f64 * grid.cell_deg * METRES_PER_DEGREE;
     if args.json {
         for r in &rows {

@@ -6,14 +6,14 @@
 //! binary COPY every valid row into it, then `ingest_finish` attaches it to `trip_rows` and marks the job
 //! done in the same commit (db/005_ingest.sql). Any error before that commit rolls the whole file back.
 
-use crate::copy::RowEncoder;
+use crate::copy::{GroupRow, RowEncoder};
 use crate::input::{self, Input};
 use crate::parse::{self, Invalid, Layout};
 use crate::status::{self, Printer};
 use anyhow::{Context, Result, anyhow};
 use csv::ByteRecord;
 use postgres::Client;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -173,7 +173,7 @@ struct Tally<K>(HashMap<K, (i64, i64, i64)>);
 
 impl<K: std::hash::Hash + Eq> Tally<K> {
     fn new() -> Self {
-        Tally(HashMap::new())
+        Tally(HashMap::default())
     }
 
     fn add(&mut self, key: K, departed_at: i64) {
@@ -224,16 +224,6 @@ impl Grid {
         let minute_of_day = departed_at.rem_euclid(86_400_000_000) / 60_000_000;
         (minute_of_day / i64::from(self.bucket_min)) as i16
     }
-}
-
-/// A similar-trip group of one datasource: region, origin and destination cells, time-of-day bucket.
-#[derive(Hash, PartialEq, Eq)]
-struct GroupKey {
-    region: i16,
-    origin: [i32; 2],
-    destination: [i32; 2],
-    bucket: i16,
-    datasource: i16,
 }
 
 /// Keys of region and datasource names met so far in this file, so the database is asked once per name.
@@ -287,15 +277,14 @@ impl Loader<'_> {
     /// (the transaction is then rolled back), `None` when the file's trips are committed.
     fn load(&mut self, load: &mut Client, input: Input) -> Result<Option<(i32, String)>> {
         let mut tx = load.transaction()?;
-        let staging: String = tx
-            .query_one("SELECT ingest_create_staging($1)::text", &[&self.job])
-            .context("while creating the staging table")?
-            .get(0);
-        let mut copy = tx
-            .copy_in(&format!(
-                "COPY {staging} FROM STDIN (FORMAT binary, FREEZE)"
-            ))
-            .context("while starting the COPY")?;
+        let staging = tx
+            .query_one(
+                "SELECT trips::text, groups::text FROM ingest_create_staging($1)",
+                &[&self.job],
+            )
+            .context("while creating the staging tables")?;
+        let (trips_table, groups_table): (String, String) = (staging.get(0), staging.get(1));
+        let mut copy = copy_into(&mut tx, &trips_table)?;
         let mut csv = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -337,10 +326,10 @@ impl Loader<'_> {
                         "datasources",
                         trip.datasource,
                     )?;
-                    rows.push(self.job, region, source, &trip);
+                    rows.trip(self.job, region, source, &trip);
                     stats.add((region, source), trip.departed_at);
                     let cells = |p: [i32; 2]| [grid.cell(p[0]), grid.cell(p[1])];
-                    let group = GroupKey {
+                    let group = GroupRow {
                         region,
                         origin: cells(trip.origin),
                         destination: cells(trip.destination),
@@ -372,6 +361,7 @@ impl Loader<'_> {
         rows.finish(&mut copy)
             .context("while sending rows to the database")?;
         copy.finish().context("while finishing the COPY")?;
+        self.copy_groups(copy_into(&mut tx, &groups_table)?, &groups)?;
         if self.rows == 0 {
             log::warn!("{}: no trips in the file (only a header)", self.name);
         }
@@ -385,18 +375,9 @@ impl Loader<'_> {
         let (pairs, s_trips, s_first, s_last) = stats.columns();
         let s_region: Vec<i16> = pairs.iter().map(|p| p.0).collect();
         let s_source: Vec<i16> = pairs.iter().map(|p| p.1).collect();
-        let (keys, g_trips, g_first, g_last) = groups.columns();
-        let g_region: Vec<i16> = keys.iter().map(|k| k.region).collect();
-        let g_ox: Vec<i32> = keys.iter().map(|k| k.origin[0]).collect();
-        let g_oy: Vec<i32> = keys.iter().map(|k| k.origin[1]).collect();
-        let g_dx: Vec<i32> = keys.iter().map(|k| k.destination[0]).collect();
-        let g_dy: Vec<i32> = keys.iter().map(|k| k.destination[1]).collect();
-        let g_bucket: Vec<i16> = keys.iter().map(|k| k.bucket).collect();
-        let g_source: Vec<i16> = keys.iter().map(|k| k.datasource).collect();
         let earlier: Option<i32> = tx
             .query_one(
-                "SELECT ingest_finish($1, $2, $3, $4, $5, $6, $7, $8, $9,
-                                      $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+                "SELECT ingest_finish($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 &[
                     &self.job,
                     &sha,
@@ -407,16 +388,6 @@ impl Loader<'_> {
                     &s_trips,
                     &s_first,
                     &s_last,
-                    &g_region,
-                    &g_ox,
-                    &g_oy,
-                    &g_dx,
-                    &g_dy,
-                    &g_bucket,
-                    &g_source,
-                    &g_trips,
-                    &g_first,
-                    &g_last,
                 ],
             )
             .context("while committing the trips")?
@@ -431,6 +402,29 @@ impl Loader<'_> {
                 Ok(None)
             }
         }
+    }
+
+    /// Sends the file's group tally into the job's partition of trip_group_counts.
+    fn copy_groups(
+        &self,
+        mut copy: postgres::CopyInWriter,
+        groups: &Tally<GroupRow>,
+    ) -> Result<()> {
+        let mut rows = RowEncoder::new();
+        for (key, &(trips, first, last)) in &groups.0 {
+            let trips = i32::try_from(trips)
+                .context("a group holds more than 2^31 trips of one file; split the file")?;
+            rows.group(self.job, key, trips, first, last);
+            if rows.is_full() {
+                rows.write_to(&mut copy)
+                    .context("while sending group tallies to the database")?;
+            }
+        }
+        rows.finish(&mut copy)
+            .context("while sending group tallies to the database")?;
+        copy.finish()
+            .context("while finishing the COPY of group tallies")?;
+        Ok(())
     }
 
     /// A bad record: fail the file, or with --skip-invalid write it to the rejects file and go on.
@@ -483,6 +477,15 @@ impl Loader<'_> {
         relay(self.control, self.printer, self.job)?;
         Ok(())
     }
+}
+
+/// Starts a binary COPY into a table created in this transaction (so FREEZE applies).
+fn copy_into<'a>(
+    tx: &'a mut postgres::Transaction<'_>,
+    table: &str,
+) -> Result<postgres::CopyInWriter<'a>> {
+    tx.copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary, FREEZE)"))
+        .with_context(|| format!("while starting the COPY into {table}"))
 }
 
 fn open_rejects(opts: &Options, name: &str, job: i32, layout: &Layout) -> Result<Rejects> {

@@ -273,3 +273,25 @@ fn the_groups_command_shows_the_largest_and_explains_bad_resolutions() {
     );
     assert_eq!(db.trips(&["groups", "--top", "0"]).code, 2);
 }
+
+#[test]
+fn the_groups_command_reads_the_snapshot_only_while_it_is_current() {
+    let db = TestDb::new("groups_snapshot");
+    db.trips(&["ingest", &generate(&db, 20_000, 12)]).ok();
+    let top = |db: &TestDb| db.trips(&["groups", "--top", "10", "--json"]).ok().stdout;
+    let live = top(&db);
+    db.trips(&["refresh"]).ok();
+    assert_eq!(db.count("SELECT trip_groups_is_current()::int::bigint"), 1);
+    assert_eq!(top(&db), live, "the snapshot and the rollup disagree");
+    // A new file makes the snapshot stale; the command then sums the rollup and sees the new trips.
+    db.trips(&["ingest", "--force", &generate(&db, 20_000, 12)])
+        .ok();
+    assert_eq!(db.count("SELECT trip_groups_is_current()::int::bigint"), 0);
+    let doubled = top(&db);
+    let first = |out: &str| -> i64 {
+        serde_json::from_str::<serde_json::Value>(out.lines().next().unwrap()).unwrap()["trips"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(first(&doubled), 2 * first(&live));
+}
