@@ -29,7 +29,11 @@ RETURNS TABLE (
     by_datasource    jsonb,
     desire_line      geometry
 )
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE
+-- Summing the rollup hashes one entry per group: with the default 4 MB (64 MB on the local cluster) it
+-- spills to disk in many batches (measured: 21 batches, 15.6 s for 5.8M rollup rows).
+SET work_mem = '256MB'
+AS $$
 #variable_conflict use_column
 DECLARE
     grid trip_group_grid;
@@ -90,6 +94,7 @@ SELECT region,
   FROM trip_groups_at();
 
 CREATE MATERIALIZED VIEW trip_groups AS SELECT * FROM trip_groups_live;
+CREATE INDEX trip_groups_trips ON trip_groups (trips DESC);          -- the largest groups first
 CREATE INDEX trip_groups_region_trips ON trip_groups (region, trips DESC);
 CREATE INDEX trip_groups_origin ON trip_groups USING gist (origin_cell);
 

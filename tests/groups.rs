@@ -7,29 +7,6 @@ use common::{HEADER, TestDb, admin_url, sample};
 use postgres::NoTls;
 use std::time::{Duration, Instant};
 
-fn rows(db: &TestDb, sql: &str) -> Vec<String> {
-    db.client()
-        .query(&format!("SELECT t::text FROM ({sql}) t"), &[])
-        .unwrap_or_else(|e| panic!("{e}: {sql}"))
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
-fn generate(db: &TestDb, rows: u64, seed: u64) -> String {
-    let out = db
-        .command(&[
-            "gen",
-            "--rows",
-            &rows.to_string(),
-            "--seed",
-            &seed.to_string(),
-        ])
-        .output()
-        .unwrap();
-    db.file(&format!("gen{seed}.csv"), out.stdout)
-}
-
 /// The groups as the definition says, straight from the trips: ST_SnapToGrid cells and hour buckets.
 fn groups_by_definition(cell: f64, hours: i32) -> String {
     format!(
@@ -65,8 +42,7 @@ fn similar_trips_share_a_group_and_cells_are_where_the_grid_says() {
     );
     db.trips(&["ingest", &file]).ok();
     assert_eq!(
-        rows(
-            &db,
+        db.rows(
             "SELECT region, ST_AsText(origin_cell), ST_AsText(destination_cell), time_bucket, bucket_start,
                     trips, by_datasource, ST_AsText(desire_line)
                FROM trip_groups_live WHERE region IN ('Turin', 'Prague') ORDER BY region, time_bucket"
@@ -79,18 +55,16 @@ fn similar_trips_share_a_group_and_cells_are_where_the_grid_says() {
     );
     // Straddling the cell edge at 7.005: two groups, each where ST_SnapToGrid puts its points.
     assert_eq!(
-        rows(
-            &db,
+        db.rows(
             "SELECT ST_AsText(origin_cell) FROM trip_groups_live WHERE region = 'Edge' ORDER BY 1"
         ),
         ["(\"POINT(7 45)\")", "(\"POINT(7.01 45)\")"]
     );
     assert_eq!(
-        rows(&db, &groups_stored(1, 60)),
-        rows(&db, &groups_by_definition(0.01, 1))
+        db.rows(&groups_stored(1, 60)),
+        db.rows(&groups_by_definition(0.01, 1))
     );
-    let typmods = rows(
-        &db,
+    let typmods = db.rows(
         "SELECT f_geometry_column || ':' || type || ':' || srid FROM geometry_columns
           WHERE f_table_name = 'trip_groups' ORDER BY 1",
     );
@@ -108,7 +82,7 @@ fn similar_trips_share_a_group_and_cells_are_where_the_grid_says() {
 fn groups_equal_the_definition_at_every_supported_resolution_and_refresh_agrees() {
     let db = TestDb::new("groups_property");
     for seed in 1..=3 {
-        db.trips(&["ingest", &generate(&db, 4000, seed)]).ok();
+        db.trips(&["ingest", &db.generate(4000, seed)]).ok();
     }
     db.trips(&["ingest", sample().to_str().unwrap()]).ok();
     db.trips(&["ingest", "--force", sample().to_str().unwrap()])
@@ -119,21 +93,21 @@ fn groups_equal_the_definition_at_every_supported_resolution_and_refresh_agrees(
         db.count("SELECT count(*) FROM trips")
     );
     assert_eq!(
-        rows(&db, &groups_stored(1, 60)),
-        rows(&db, &groups_by_definition(0.01, 1))
+        db.rows(&groups_stored(1, 60)),
+        db.rows(&groups_by_definition(0.01, 1))
     );
     // Coarser: 3 and 5 cells, 3-hour and 6-hour buckets (random points are never exactly on an edge).
     assert_eq!(
-        rows(&db, &groups_stored(3, 180)),
-        rows(&db, &groups_by_definition(0.03, 3))
+        db.rows(&groups_stored(3, 180)),
+        db.rows(&groups_by_definition(0.03, 3))
     );
     assert_eq!(
-        rows(&db, &groups_stored(5, 360)),
-        rows(&db, &groups_by_definition(0.05, 6))
+        db.rows(&groups_stored(5, 360)),
+        db.rows(&groups_by_definition(0.05, 6))
     );
 
     let counts = "SELECT * FROM trip_group_counts ORDER BY 1, 2, 3, 4, 5, 6, 7, 8";
-    let incremental = rows(&db, counts);
+    let incremental = db.rows(counts);
     assert_eq!(
         db.count("SELECT count(*) FROM trip_groups"),
         0,
@@ -146,14 +120,12 @@ fn groups_equal_the_definition_at_every_supported_resolution_and_refresh_agrees(
         "{}",
         run.stderr
     );
-    assert_eq!(incremental, rows(&db, counts));
+    assert_eq!(incremental, db.rows(counts));
     assert_eq!(
-        rows(
-            &db,
+        db.rows(
             "SELECT * FROM trip_groups ORDER BY region, time_bucket, ST_X(origin_cell), ST_Y(origin_cell), ST_X(destination_cell), ST_Y(destination_cell)"
         ),
-        rows(
-            &db,
+        db.rows(
             "SELECT * FROM trip_groups_live ORDER BY region, time_bucket, ST_X(origin_cell), ST_Y(origin_cell), ST_X(destination_cell), ST_Y(destination_cell)"
         )
     );
@@ -215,7 +187,7 @@ fn a_pg_cron_job_refreshes_the_snapshot() {
 #[test]
 fn the_groups_command_shows_the_largest_and_explains_bad_resolutions() {
     let db = TestDb::new("groups_cli");
-    db.trips(&["ingest", &generate(&db, 20_000, 11)]).ok();
+    db.trips(&["ingest", &db.generate(20_000, 11)]).ok();
     let run = db.trips(&["groups", "--top", "3", "--json"]).ok();
     let groups: Vec<serde_json::Value> = run
         .stdout
@@ -277,14 +249,14 @@ fn the_groups_command_shows_the_largest_and_explains_bad_resolutions() {
 #[test]
 fn the_groups_command_reads_the_snapshot_only_while_it_is_current() {
     let db = TestDb::new("groups_snapshot");
-    db.trips(&["ingest", &generate(&db, 20_000, 12)]).ok();
+    db.trips(&["ingest", &db.generate(20_000, 12)]).ok();
     let top = |db: &TestDb| db.trips(&["groups", "--top", "10", "--json"]).ok().stdout;
     let live = top(&db);
     db.trips(&["refresh"]).ok();
     assert_eq!(db.count("SELECT trip_groups_is_current()::int::bigint"), 1);
     assert_eq!(top(&db), live, "the snapshot and the rollup disagree");
     // A new file makes the snapshot stale; the command then sums the rollup and sees the new trips.
-    db.trips(&["ingest", "--force", &generate(&db, 20_000, 12)])
+    db.trips(&["ingest", "--force", &db.generate(20_000, 12)])
         .ok();
     assert_eq!(db.count("SELECT trip_groups_is_current()::int::bigint"), 0);
     let doubled = top(&db);

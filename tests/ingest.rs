@@ -401,25 +401,10 @@ fn one_bad_file_among_several_sets_the_exit_status_but_not_the_others() {
     assert_eq!(committed(&db), 100);
 }
 
-fn generate(db: &TestDb, rows: u64, seed: u64) -> String {
-    let out = db
-        .command(&[
-            "gen",
-            "--rows",
-            &rows.to_string(),
-            "--seed",
-            &seed.to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    db.file(&format!("gen{seed}.csv"), out.stdout)
-}
-
 #[test]
 fn concurrent_ingests_add_up_and_share_dimensions() {
     let db = TestDb::new("concurrent");
-    let files: Vec<String> = (1..=3).map(|seed| generate(&db, 20_000, seed)).collect();
+    let files: Vec<String> = (1..=3).map(|seed| db.generate(20_000, seed)).collect();
     let children: Vec<_> = files
         .iter()
         .map(|f| {
@@ -450,7 +435,7 @@ fn concurrent_ingests_add_up_and_share_dimensions() {
 #[test]
 fn a_killed_loader_commits_nothing_and_its_job_is_marked_failed() {
     let db = TestDb::new("killed");
-    let data = std::fs::read(generate(&db, 200_000, 7)).unwrap();
+    let data = std::fs::read(db.generate(200_000, 7)).unwrap();
     let mut child = db
         .command(&["ingest", "--progress-rows", "1000", "-"])
         .stdin(Stdio::piped())

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{HEADER, TestDb, sample};
+use common::{HEADER, TestDb, rows_as_text, sample};
 use std::path::Path;
 use std::process::Command;
 
@@ -83,16 +83,6 @@ fn query_pairs() -> Vec<(String, String)> {
     pairs
 }
 
-fn rows_as_text(client: &mut postgres::Client, sql: &str) -> Vec<String> {
-    let sql = sql.trim().trim_end_matches(';');
-    client
-        .query(&format!("SELECT t::text FROM ({sql}) t"), &[])
-        .unwrap_or_else(|e| panic!("{e}\n{sql}"))
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 #[test]
 fn fast_answers_equal_the_plain_scans_on_generated_data_and_ties() {
     let db = TestDb::new("queries_agree");
@@ -130,12 +120,7 @@ fn fast_answers_equal_the_plain_scans_on_generated_data_and_ties() {
         ["(alpha,B,\"2020-01-02 10:00:00\")"]
     );
 
-    let generated = db
-        .command(&["gen", "--rows", "30000", "--seed", "3"])
-        .output()
-        .unwrap();
-    let file = db.file("gen.csv", generated.stdout);
-    db.trips(&["ingest", &file]).ok();
+    db.trips(&["ingest", &db.generate(30_000, 3)]).ok();
     db.trips(&["ingest", "--force", sample().to_str().unwrap()])
         .ok();
     for (fast, plain) in &pairs {
@@ -149,12 +134,7 @@ fn fast_answers_equal_the_plain_scans_on_generated_data_and_ties() {
 fn incremental_rollups_equal_a_rebuild_from_the_trips() {
     let db = TestDb::new("rollups");
     for seed in 1..=3 {
-        let out = db
-            .command(&["gen", "--rows", "5000", "--seed", &seed.to_string()])
-            .output()
-            .unwrap();
-        let file = db.file(&format!("g{seed}.csv"), out.stdout);
-        db.trips(&["ingest", &file]).ok();
+        db.trips(&["ingest", &db.generate(5000, seed)]).ok();
     }
     db.trips(&["ingest", sample().to_str().unwrap()]).ok();
     db.trips(&["ingest", "--force", sample().to_str().unwrap()])

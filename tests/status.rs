@@ -46,26 +46,12 @@ fn states(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
-fn generated(db: &TestDb, rows: u64, seed: u64) -> String {
-    let out = db
-        .command(&[
-            "gen",
-            "--rows",
-            &rows.to_string(),
-            "--seed",
-            &seed.to_string(),
-        ])
-        .output()
-        .unwrap();
-    db.file(&format!("gen{seed}.csv"), out.stdout)
-}
-
 #[test]
 fn a_successful_file_reports_each_step_in_order() {
     let db = TestDb::new("status_ok");
     db.trips(&["migrate"]).ok();
     let mut client = listener(&db);
-    let file = generated(&db, 5000, 1);
+    let file = db.generate(5000, 1);
     db.trips(&["ingest", "--progress-rows", "1000", &file]).ok();
     let events = events_of(&mut client, 1);
     assert_eq!(
@@ -170,7 +156,7 @@ fn a_killed_loader_ends_failed_with_an_event_and_watch_reports_it() {
     let db = TestDb::new("status_killed");
     db.trips(&["migrate"]).ok();
     let mut client = listener(&db);
-    let data = std::fs::read(generated(&db, 100_000, 5)).unwrap();
+    let data = std::fs::read(db.generate(100_000, 5)).unwrap();
     let mut child = db
         .command(&["ingest", "--progress-rows", "1000", "-"])
         .stdin(Stdio::piped())

@@ -88,6 +88,38 @@ impl TestDb {
     pub fn count(&self, sql: &str) -> i64 {
         self.client().query_one(sql, &[]).unwrap().get(0)
     }
+
+    /// The rows of a query, each as its record text, for comparing results whole.
+    pub fn rows(&self, sql: &str) -> Vec<String> {
+        rows_as_text(&mut self.client(), sql)
+    }
+
+    /// Writes `rows` trips from `trips gen --seed seed` to a file and returns its path.
+    pub fn generate(&self, rows: u64, seed: u64) -> String {
+        let out = self
+            .command(&[
+                "gen",
+                "--rows",
+                &rows.to_string(),
+                "--seed",
+                &seed.to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "trips gen failed");
+        self.file(&format!("gen{rows}-{seed}.csv"), out.stdout)
+    }
+}
+
+/// The rows of a query, each as its record text.
+pub fn rows_as_text(client: &mut Client, sql: &str) -> Vec<String> {
+    let sql = sql.trim().trim_end_matches(';');
+    client
+        .query(&format!("SELECT t::text FROM ({sql}) t"), &[])
+        .unwrap_or_else(|e| panic!("{e}\n{sql}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }
 
 impl Drop for TestDb {
