@@ -117,7 +117,7 @@ impl Printer {
             let _ = writeln!(std::io::stdout().lock(), "{line}");
         } else if self.live {
             let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[K{line}");
+            let _ = write!(err, "\r\x1b[K{}{line}", bar(event));
             self.line_open = true;
         } else {
             eprintln!("{line}");
@@ -134,6 +134,20 @@ impl Printer {
             eprintln!();
             self.line_open = false;
         }
+    }
+}
+
+/// A bar of the bytes read so far, for a terminal: `[#########...........] `; empty when the size is
+/// unknown (stdin).
+fn bar(event: &Event) -> String {
+    const WIDTH: usize = 24;
+    match event.total_bytes {
+        Some(total) if total > 0 => {
+            let done =
+                ((event.bytes as f64 / total as f64).clamp(0.0, 1.0) * WIDTH as f64) as usize;
+            format!("[{}{}] ", "#".repeat(done), ".".repeat(WIDTH - done))
+        }
+        _ => String::new(),
     }
 }
 
@@ -195,4 +209,47 @@ pub fn recent(client: &mut Client, limit: i64) -> Result<Vec<(String, Event)>> {
             parse(&raw).map(|e| (raw, e))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(bytes: i64, total: Option<i64>) -> Event {
+        Event {
+            job: 1,
+            file: "f.csv".into(),
+            state: "loading".into(),
+            rows: 10,
+            rejected: 0,
+            bytes,
+            total_bytes: total,
+            elapsed_s: 1.0,
+            error: None,
+            duplicate_of: None,
+            rejects_file: None,
+        }
+    }
+
+    #[test]
+    fn the_bar_follows_the_bytes_read() {
+        assert_eq!(bar(&event(0, Some(100))), format!("[{}] ", ".".repeat(24)));
+        assert_eq!(
+            bar(&event(50, Some(100))),
+            format!("[{}{}] ", "#".repeat(12), ".".repeat(12))
+        );
+        assert_eq!(
+            bar(&event(100, Some(100))),
+            format!("[{}] ", "#".repeat(24))
+        );
+        assert_eq!(bar(&event(5, None)), "");
+    }
+
+    #[test]
+    fn lines_say_what_happened() {
+        assert_eq!(
+            event(50, Some(100)).describe(),
+            "f.csv [job 1] loading: 10 rows (50.0% of 100 B), 10 rows/s, 0 rejected, 1.00 s"
+        );
+    }
 }
