@@ -38,8 +38,9 @@ cluster_dir() {
     printf '%s\n' "$dir"
 }
 
+# Runs from / so that the server's user need not be able to enter the current folder.
 as_server_user() {
-    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+    if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 # start_cluster NAME PORT CRON_DB [extra postgresql.conf lines]: initialise (once) and start the cluster.
