@@ -11,7 +11,7 @@
 # Usage: benchmarks/groups.sh [ROWS] [--repeat R] [--base COMMIT]   (defaults 10000000, 3, bba6b7c)
 # Output: summary on stdout, raw numbers in benchmarks/results/<date>-<host>/groups-<ROWS>/.
 set -euo pipefail
-source "$(dirname "$0")/../scripts/lib.sh"
+source "$(dirname "$0")/lib.sh"
 ROWS=10000000 REPEAT=3 BASE=bba6b7c
 while [ $# -gt 0 ]; do
     case $1 in
@@ -20,25 +20,13 @@ while [ $# -gt 0 ]; do
         *) ROWS=$1; shift ;;
     esac
 done
-PORT=54329
-ensure_postgis
-start_cluster pg "$PORT" trips
-cd "$REPO"
-cargo build --release --quiet
-WORK=$(mktemp -d /tmp/trips-bench.XXXXXX)
-trap 'git worktree remove --force "$WORK/base" 2>/dev/null; rm -rf "$WORK"' EXIT
-git worktree add --quiet --detach "$WORK/base" "$BASE"
+bench_start
+trap 'git -C "$REPO" worktree remove --force "$WORK/base" 2>/dev/null; bench_cleanup' EXIT
+git -C "$REPO" worktree add --quiet --detach "$WORK/base" "$BASE"
 (cd "$WORK/base" && cargo build --release --quiet --target-dir "$WORK/base-target")
-NEW=$REPO/target/release/trips OLD=$WORK/base-target/release/trips
-OUT=$REPO/benchmarks/results/$(date -u +%Y-%m-%d)-$(hostname -s)/groups-$ROWS
-mkdir -p "$OUT"
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-fresh_db() {
-    psql_at "$PORT" postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
-    psql_at "$PORT" "$1" -c "CREATE EXTENSION postgis"
-}
-url() { echo "postgresql://trips@127.0.0.1:$PORT/$1"; }
+NEW=$TRIPS OLD=$WORK/base-target/release/trips
+results_dir "groups-$ROWS"
+url() { db_url "$1"; }
 
 log "generating $ROWS + 1000000 trips"
 "$NEW" gen --rows "$ROWS" --seed 42 >"$WORK/base.csv"
@@ -48,7 +36,7 @@ echo "step,binary,run,seconds" >"$OUT/raw.csv"
 record() { echo "$1,$2,$3,$4" >>"$OUT/raw.csv"; log "  $1 $2 run $3: $4 s"; }
 for b in new old; do
     bin=$NEW; [ $b = old ] && bin=$OLD
-    fresh_db "groups_$b"
+    fresh_db "groups_$b" "$bin"
     t0=$(now); DATABASE_URL=$(url "groups_$b") "$bin" ingest --progress-secs 0 "$WORK/base.csv" 2>/dev/null; t1=$(now)
     record "ingest_$ROWS" $b 1 "$(elapsed "$t0" "$t1")"
 done

@@ -12,7 +12,7 @@
 # Usage: benchmarks/ingest.sh [ROWS] [--repeat R]      (ROWS default 2000000)
 # Output: a table on stdout, raw numbers and versions in benchmarks/results/<date>-<host>/ingest-<ROWS>/.
 set -euo pipefail
-source "$(dirname "$0")/../scripts/lib.sh"
+source "$(dirname "$0")/lib.sh"
 ROWS=2000000 REPEAT=3
 while [ $# -gt 0 ]; do
     case $1 in
@@ -20,26 +20,11 @@ while [ $# -gt 0 ]; do
         *) ROWS=$1; shift ;;
     esac
 done
-PORT=54329 DB=trips_bench
-ensure_postgis
-start_cluster pg "$PORT" trips
-cd "$REPO"
-cargo build --release --quiet
-TRIPS=$REPO/target/release/trips
-OUT=$REPO/benchmarks/results/$(date -u +%Y-%m-%d)-$(hostname -s)/ingest-$ROWS
-mkdir -p "$OUT"
-WORK=$(mktemp -d /tmp/trips-bench.XXXXXX)
-chmod 777 "$WORK"
-trap 'rm -rf "$WORK"' EXIT
-export DATABASE_URL="postgresql://trips@127.0.0.1:$PORT/$DB"
-
-fresh_db() {
-    psql_at "$PORT" postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-    psql_at "$PORT" "$DB" -c "CREATE EXTENSION postgis"
-    "$TRIPS" migrate 2>/dev/null
-}
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" "BEGIN { printf \"%.3f\", b - a }"; }
+DB=trips_bench
+bench_start
+trap bench_cleanup EXIT
+results_dir "ingest-$ROWS"
+export DATABASE_URL=$(db_url "$DB")
 q() { psql_at "$PORT" "$DB" -tAc "$1"; }
 
 log "generating $ROWS trips"
@@ -51,7 +36,7 @@ record() { echo "$1,$2,$3,$4,$5" >>"$OUT/raw.csv"; log "  $1 run $2: $3 s"; }
 for run in $(seq "$REPEAT"); do
     log "run $run of $REPEAT"
     # trips: the whole ingest, parse to commit.
-    fresh_db
+    fresh_db "$DB"
     sync
     t0=$(now); "$TRIPS" ingest --progress-secs 5 "$WORK/trips.csv" 2>"$WORK/trips.log"; t1=$(now)
     record trips "$run" "$(elapsed "$t0" "$t1")" "$(q 'SELECT count(*) FROM trip_rows')" \

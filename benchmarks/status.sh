@@ -8,7 +8,7 @@
 # Usage: benchmarks/status.sh [ROWS] [--repeat R]    (ROWS default 2000000, R default 3)
 # Output: a summary on stdout, raw numbers in benchmarks/results/<date>-<host>/status-<ROWS>/.
 set -euo pipefail
-source "$(dirname "$0")/../scripts/lib.sh"
+source "$(dirname "$0")/lib.sh"
 ROWS=2000000 REPEAT=3
 while [ $# -gt 0 ]; do
     case $1 in
@@ -16,29 +16,17 @@ while [ $# -gt 0 ]; do
         *) ROWS=$1; shift ;;
     esac
 done
-PORT=54329 DB=trips_bench
-ensure_postgis
-start_cluster pg "$PORT" trips
-cd "$REPO"
-cargo build --release --quiet --bin trips --example status_latency
-TRIPS=$REPO/target/release/trips
-OUT=$REPO/benchmarks/results/$(date -u +%Y-%m-%d)-$(hostname -s)/status-$ROWS
-mkdir -p "$OUT"
-WORK=$(mktemp -d /tmp/trips-bench.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-export DATABASE_URL="postgresql://trips@127.0.0.1:$PORT/$DB"
-fresh_db() {
-    psql_at "$PORT" postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-    psql_at "$PORT" "$DB" -c "CREATE EXTENSION postgis"
-    "$TRIPS" migrate 2>/dev/null
-}
-now() { date +%s.%N; }
+DB=trips_bench
+bench_start --example status_latency
+trap bench_cleanup EXIT
+results_dir "status-$ROWS"
+export DATABASE_URL=$(db_url "$DB")
 
 log "generating $ROWS trips"
 "$TRIPS" gen --rows "$ROWS" --seed 42 >"$WORK/trips.csv"
 
 log "latency"
-fresh_db
+fresh_db "$DB"
 EVERY=$((ROWS / 400))
 # queued + loading + 400 progress + finishing + done
 EVENTS=$((ROWS / EVERY + 4))
@@ -51,10 +39,10 @@ wait "$LISTENER"
 echo "setting,run,seconds" >"$OUT/progress_cost.csv"
 for run in $(seq "$REPEAT"); do
     for setting in every_1s off; do
-        fresh_db
+        fresh_db "$DB"
         secs=1; [ "$setting" = off ] && secs=0
         t0=$(now); "$TRIPS" ingest --progress-secs "$secs" "$WORK/trips.csv" 2>/dev/null; t1=$(now)
-        s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+        s=$(elapsed "$t0" "$t1")
         echo "$setting,$run,$s" >>"$OUT/progress_cost.csv"
         log "  progress $setting run $run: $s s"
     done

@@ -15,7 +15,8 @@ pub fn cell_factor(grid: &Grid, cell_m: Option<f64>) -> Result<i32> {
     let stored_m = grid.cell_deg * METRES_PER_DEGREE;
     let Some(wanted) = cell_m else { return Ok(1) };
     let factor = (wanted / stored_m).round();
-    if !(wanted > 0.0)
+    if wanted.is_nan()
+        || wanted <= 0.0
         || factor < 1.0
         || factor % 2.0 == 0.0
         || (wanted - factor * stored_m).abs() > 0.05 * factor * stored_m

@@ -131,12 +131,12 @@ pub fn ingest_file(
     // may still be on its way; the others were sent by the statements above.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !relay(control, printer, job)? && Instant::now() < deadline {
-        if let Some((raw, event)) = status::next(control, deadline - Instant::now())? {
-            if event.job == job {
-                show(printer, &raw, &event);
-                if event.is_final() {
-                    break;
-                }
+        if let Some((raw, event)) = status::next(control, deadline - Instant::now())?
+            && event.job == job
+        {
+            show(printer, &raw, &event);
+            if event.is_final() {
+                break;
             }
         }
     }
@@ -315,7 +315,6 @@ impl Loader<'_> {
         let grid = Grid::read(self.control)?;
         let mut stats = Tally::new();
         let mut groups = Tally::new();
-        let mut checked = 0u64;
         while read(&mut csv, &mut record)? {
             match parse::trip(&layout, &record) {
                 Ok(trip) => {
@@ -345,11 +344,11 @@ impl Loader<'_> {
                 }
                 Err(invalid) => self.refuse(&layout, &record, invalid)?,
             }
-            checked += 1;
+            let checked = (self.rows + self.rejected) as u64;
             let due = match self.opts.progress_rows {
-                Some(n) => checked % n == 0,
+                Some(n) => checked.is_multiple_of(n),
                 None => {
-                    checked % 1024 == 0
+                    checked.is_multiple_of(1024)
                         && !self.opts.progress_every.is_zero()
                         && self.last_progress.elapsed() >= self.opts.progress_every
                 }

@@ -359,7 +359,7 @@ mod tests {
             datetime(b"2018-05-28 09:03:40"),
             Ok((6722 * 86_400 + 9 * 3600 + 3 * 60 + 40) * 1_000_000)
         );
-        assert_eq!(datetime(b"2016-02-29 00:00:00").is_ok(), true);
+        assert!(datetime(b"2016-02-29 00:00:00").is_ok());
     }
 
     #[test]

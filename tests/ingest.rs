@@ -5,7 +5,6 @@ mod common;
 use common::{HEADER, TestDb, sample};
 use std::io::Write;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 const GOOD: &str = "Turin,POINT (7.67 44.99),POINT (7.72 45.06),2018-05-21 02:54:04,baba_car";
 
@@ -314,7 +313,7 @@ fn skip_invalid_loads_the_rest_and_writes_rejects() {
     let run = db.trips(&["ingest", "--skip-invalid", &file]).ok();
     let rejects = db.dir.join("mixed.csv.job1.rejects.csv");
     assert!(
-        run.stderr.contains(&format!("3 trips in"))
+        run.stderr.contains("3 trips in")
             && run
                 .stderr
                 .contains(&format!("3 rejected (see {})", rejects.display())),
@@ -435,24 +434,7 @@ fn concurrent_ingests_add_up_and_share_dimensions() {
 #[test]
 fn a_killed_loader_commits_nothing_and_its_job_is_marked_failed() {
     let db = TestDb::new("killed");
-    let data = std::fs::read(db.generate(200_000, 7)).unwrap();
-    let mut child = db
-        .command(&["ingest", "--progress-rows", "1000", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    // Send half the file, then wait until the job reports loaded rows, then kill -9 mid-file.
-    stdin.write_all(&data[..data.len() / 2]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while db.count("SELECT coalesce(max(rows), 0) FROM ingest_jobs WHERE state = 'loading'") == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the loader never reported progress"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut child, stdin) = db.loader_mid_file(200_000, 7);
     child.kill().unwrap();
     child.wait().unwrap();
     drop(stdin);

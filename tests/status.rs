@@ -6,7 +6,6 @@ use common::{HEADER, TestDb, sample};
 use fallible_iterator::FallibleIterator;
 use postgres::Client;
 use serde_json::Value;
-use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -156,27 +155,7 @@ fn a_killed_loader_ends_failed_with_an_event_and_watch_reports_it() {
     let db = TestDb::new("status_killed");
     db.trips(&["migrate"]).ok();
     let mut client = listener(&db);
-    let data = std::fs::read(db.generate(100_000, 5)).unwrap();
-    let mut child = db
-        .command(&["ingest", "--progress-rows", "1000", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(&data[..data.len() / 2]).unwrap();
-    // Wait for a progress event, then kill -9 mid-file.
-    {
-        let mut notifications = client.notifications();
-        let mut it = notifications.timeout_iter(Duration::from_secs(30));
-        loop {
-            let n = it.next().unwrap().expect("no progress event");
-            let e: Value = serde_json::from_str(n.payload()).unwrap();
-            if e["state"] == "loading" && e["rows"].as_i64().unwrap() > 0 {
-                break;
-            }
-        }
-    }
+    let (mut child, stdin) = db.loader_mid_file(100_000, 5);
     child.kill().unwrap();
     child.wait().unwrap();
     drop(stdin);

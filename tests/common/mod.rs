@@ -4,9 +4,11 @@
 #![allow(dead_code)]
 
 use postgres::{Client, NoTls};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -92,6 +94,31 @@ impl TestDb {
     /// The rows of a query, each as its record text, for comparing results whole.
     pub fn rows(&self, sql: &str) -> Vec<String> {
         rows_as_text(&mut self.client(), sql)
+    }
+
+    /// Starts `trips ingest -` on half of a generated file and returns it once its job shows loaded rows,
+    /// still loading (its stdin kept open): the caller kills it mid-file.
+    pub fn loader_mid_file(&self, rows: u64, seed: u64) -> (Child, ChildStdin) {
+        let data = std::fs::read(self.generate(rows, seed)).unwrap();
+        let mut child = self
+            .command(&["ingest", "--progress-rows", "1000", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&data[..data.len() / 2]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.count("SELECT coalesce(max(rows), 0) FROM ingest_jobs WHERE state = 'loading'")
+            == 0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the loader never reported progress"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (child, stdin)
     }
 
     /// Writes `rows` trips from `trips gen --seed seed` to a file and returns its path.

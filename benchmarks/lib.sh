@@ -1,0 +1,37 @@
+# Shared by the benchmarks (source it): the local cluster of scripts/run.sh, the release binary, a scratch
+# folder, and helpers to time steps and reset databases.
+
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+PORT=54329
+TRIPS=$REPO/target/release/trips
+
+# bench_start [extra cargo build args]: cluster up, in the repository, trips built, $WORK created
+# (removed by bench_cleanup).
+bench_start() {
+    ensure_postgis
+    start_cluster pg "$PORT" trips
+    cd "$REPO"
+    cargo build --release --quiet --bin trips "$@"
+    WORK=$(mktemp -d /tmp/trips-bench.XXXXXX)
+    chmod 777 "$WORK" # the server writes and reads files there too
+}
+bench_cleanup() { rm -rf "$WORK"; }
+
+# results_dir NAME: sets $OUT to benchmarks/results/<date>-<host>/NAME and creates it.
+results_dir() {
+    OUT=$REPO/benchmarks/results/$(date -u +%Y-%m-%d)-$(hostname -s)/$1
+    mkdir -p "$OUT"
+}
+
+db_url() { echo "postgresql://trips@127.0.0.1:$PORT/$1"; }
+
+# fresh_db NAME [BINARY]: an empty database with PostGIS and the schema of BINARY (default: this trips).
+fresh_db() {
+    psql_at "$PORT" postgres -c "SET client_min_messages = warning" \
+        -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
+    psql_at "$PORT" "$1" -c "CREATE EXTENSION postgis"
+    DATABASE_URL=$(db_url "$1") "${2:-$TRIPS}" migrate 2>/dev/null
+}
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
