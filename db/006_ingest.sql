@@ -9,19 +9,28 @@
 --
 -- A failure anywhere before COMMIT (bad record, lost connection, killed loader) rolls all of it back.
 
--- The staging table carries CHECK (job_id = job), which implies the partition constraint, so ATTACH
+-- A job's own table of each table partitioned by job: <parent>_job_<job>.
+CREATE FUNCTION ingest_job_table(parent text, job integer) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT format('%s_job_%s', parent, job) $$;
+
+-- The tables partitioned by job (004, 005), which every load adds a partition to.
+CREATE FUNCTION ingest_job_parents() RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$ SELECT ARRAY['trip_rows', 'trip_group_counts'] $$;
+
+-- Each staging table carries CHECK (job_id = job), which implies the partition constraint, so ATTACH
 -- PARTITION trusts it instead of scanning the rows again. Being created in this transaction also lets COPY
 -- use FREEZE (rows are written already frozen: no later vacuum pass rewrites them).
--- The same goes for the job's partition of trip_group_counts, into which the loader COPYs its group tally.
 CREATE FUNCTION ingest_create_staging(job integer, OUT trips regclass, OUT groups regclass)
 LANGUAGE plpgsql AS $$
+DECLARE
+    parent text;
 BEGIN
-    EXECUTE format('CREATE TABLE %I (LIKE trip_rows INCLUDING DEFAULTS, CHECK (job_id = %s))',
-                   format('trip_rows_job_%s', job), job);
-    EXECUTE format('CREATE TABLE %I (LIKE trip_group_counts, CHECK (job_id = %s))',
-                   format('trip_group_counts_job_%s', job), job);
-    trips := format('trip_rows_job_%s', job)::regclass;
-    groups := format('trip_group_counts_job_%s', job)::regclass;
+    FOREACH parent IN ARRAY ingest_job_parents() LOOP
+        EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS, CHECK (job_id = %s))',
+                       ingest_job_table(parent, job), parent, job);
+    END LOOP;
+    trips := ingest_job_table('trip_rows', job)::regclass;
+    groups := ingest_job_table('trip_group_counts', job)::regclass;
 END
 $$;
 
@@ -43,6 +52,7 @@ CREATE FUNCTION ingest_finish(
 LANGUAGE plpgsql AS $$
 DECLARE
     earlier integer;
+    parent text;
     epoch constant timestamp := '2000-01-01';
 BEGIN
     -- class + 1: a namespace apart from the per-job session locks of 003.
@@ -58,8 +68,10 @@ BEGIN
         RETURN earlier;
     END IF;
 
-    EXECUTE format('ALTER TABLE trip_rows ATTACH PARTITION %I FOR VALUES IN (%s)',
-                   format('trip_rows_job_%s', job), job);
+    FOREACH parent IN ARRAY ingest_job_parents() LOOP
+        EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES IN (%s)',
+                       parent, ingest_job_table(parent, job), job);
+    END LOOP;
 
     INSERT INTO region_datasource_stats AS s
     SELECT r, d, n, epoch + f * interval '1 microsecond', epoch + l * interval '1 microsecond'
@@ -68,9 +80,6 @@ BEGIN
        SET trips           = s.trips + excluded.trips,
            first_departure = least(s.first_departure, excluded.first_departure),
            last_departure  = greatest(s.last_departure, excluded.last_departure);
-
-    EXECUTE format('ALTER TABLE trip_group_counts ATTACH PARTITION %I FOR VALUES IN (%s)',
-                   format('trip_group_counts_job_%s', job), job);
 
     UPDATE ingest_jobs
        SET state = 'done', content_sha256 = sha256, rows = loaded, rejected = skipped,
