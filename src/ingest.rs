@@ -2,9 +2,10 @@
 //!
 //! Two connections are used. `control` runs in autocommit: it opens the job (and holds the job's session
 //! lock, see db/003_ingest_jobs.sql), hands out region/datasource keys, and writes progress and failures,
-//! all visible to others at once. `load` runs the file's single transaction: create the job's staging table,
-//! binary COPY every valid row into it, then `ingest_finish` attaches it to `trip_rows` and marks the job
-//! done in the same commit (db/005_ingest.sql). Any error before that commit rolls the whole file back.
+//! all visible to others at once. `load` runs the file's single transaction: create the job's staging tables,
+//! binary COPY every valid row into one and the file's group tally into the other, then `ingest_finish`
+//! attaches both as partitions, adds the region/datasource tally and marks the job done in the same commit
+//! (db/006_ingest.sql). Any error before that commit rolls the whole file back.
 
 use crate::copy::{GroupRow, RowEncoder};
 use crate::input::{self, Input};
