@@ -12,14 +12,8 @@
 # Output: summary on stdout, raw numbers in benchmarks/results/<date>-<host>/groups-<ROWS>/.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-ROWS=10000000 REPEAT=3 BASE=bba6b7c
-while [ $# -gt 0 ]; do
-    case $1 in
-        --repeat) REPEAT=$2; shift 2 ;;
-        --base) BASE=$2; shift 2 ;;
-        *) ROWS=$1; shift ;;
-    esac
-done
+BASE=bba6b7c
+bench_args 10000000 "$@"
 bench_start
 trap 'git -C "$REPO" worktree remove --force "$WORK/base" 2>/dev/null; bench_cleanup' EXIT
 git -C "$REPO" worktree add --quiet --detach "$WORK/base" "$BASE"

@@ -13,13 +13,7 @@
 # Output: a table on stdout, raw numbers and versions in benchmarks/results/<date>-<host>/ingest-<ROWS>/.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-ROWS=2000000 REPEAT=3
-while [ $# -gt 0 ]; do
-    case $1 in
-        --repeat) REPEAT=$2; shift 2 ;;
-        *) ROWS=$1; shift ;;
-    esac
-done
+bench_args 2000000 "$@"
 DB=trips_bench
 bench_start
 trap bench_cleanup EXIT

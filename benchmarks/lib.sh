@@ -23,6 +23,20 @@ results_dir() {
     mkdir -p "$OUT"
 }
 
+# bench_args DEFAULT_ROWS "$@": sets ROWS (the first plain argument), REPEAT (--repeat, default 3) and
+# BASE (--base, for scripts that compare with an earlier commit).
+bench_args() {
+    ROWS=$1 REPEAT=3 BASE=${BASE:-}
+    shift
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --repeat) REPEAT=$2; shift 2 ;;
+            --base) BASE=$2; shift 2 ;;
+            *) ROWS=$1; shift ;;
+        esac
+    done
+}
+
 db_url() { echo "postgresql://trips@127.0.0.1:$PORT/$1"; }
 
 # fresh_db NAME [BINARY]: an empty database with PostGIS and the schema of BINARY (default: this trips).

@@ -9,13 +9,7 @@
 # Output: a summary on stdout, raw numbers in benchmarks/results/<date>-<host>/status-<ROWS>/.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-ROWS=2000000 REPEAT=3
-while [ $# -gt 0 ]; do
-    case $1 in
-        --repeat) REPEAT=$2; shift 2 ;;
-        *) ROWS=$1; shift ;;
-    esac
-done
+bench_args 2000000 "$@"
 DB=trips_bench
 bench_start --example status_latency
 trap bench_cleanup EXIT

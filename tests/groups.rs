@@ -81,12 +81,7 @@ fn similar_trips_share_a_group_and_cells_are_where_the_grid_says() {
 #[test]
 fn groups_equal_the_definition_at_every_supported_resolution_and_refresh_agrees() {
     let db = TestDb::new("groups_property");
-    for seed in 1..=3 {
-        db.trips(&["ingest", &db.generate(4000, seed)]).ok();
-    }
-    db.trips(&["ingest", sample().to_str().unwrap()]).ok();
-    db.trips(&["ingest", "--force", sample().to_str().unwrap()])
-        .ok();
+    db.load_several_files(4000);
 
     assert_eq!(
         db.count("SELECT sum(trips)::bigint FROM trip_groups_live"),

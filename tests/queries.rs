@@ -133,12 +133,7 @@ fn fast_answers_equal_the_plain_scans_on_generated_data_and_ties() {
 #[test]
 fn incremental_rollups_equal_a_rebuild_from_the_trips() {
     let db = TestDb::new("rollups");
-    for seed in 1..=3 {
-        db.trips(&["ingest", &db.generate(5000, seed)]).ok();
-    }
-    db.trips(&["ingest", sample().to_str().unwrap()]).ok();
-    db.trips(&["ingest", "--force", sample().to_str().unwrap()])
-        .ok();
+    db.load_several_files(5000);
     let mut client = db.client();
     let snapshot = |c: &mut postgres::Client| {
         rows_as_text(

@@ -121,6 +121,17 @@ impl TestDb {
         (child, stdin)
     }
 
+    /// Loads three generated files of `rows` trips (seeds 1 to 3), then the sample twice (the second time
+    /// with --force): several jobs, repeated content, shared names.
+    pub fn load_several_files(&self, rows: u64) {
+        for seed in 1..=3 {
+            self.trips(&["ingest", &self.generate(rows, seed)]).ok();
+        }
+        self.trips(&["ingest", sample().to_str().unwrap()]).ok();
+        self.trips(&["ingest", "--force", sample().to_str().unwrap()])
+            .ok();
+    }
+
     /// Writes `rows` trips from `trips gen --seed seed` to a file and returns its path.
     pub fn generate(&self, rows: u64, seed: u64) -> String {
         let out = self
