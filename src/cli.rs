@@ -29,6 +29,8 @@ pub enum Command {
     Jobs(JobsArgs),
     /// The largest groups of similar trips (same region, origin and destination cells, time of day).
     Groups(GroupsArgs),
+    /// The weekly average number of trips of an area: a bounding box, a polygon, or a region.
+    WeeklyAvg(WeeklyAvgArgs),
     /// Rebuild the rollups and the trip_groups materialized view from the trips.
     Refresh,
     /// Apply the database schema (also done automatically by every command that uses the database).
@@ -67,6 +69,12 @@ pub struct IngestArgs {
     /// Print the raw ingest_status payloads (JSON, one per line) on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Send the group tally and area points to the database whenever they hold this many entries: the
+    /// loader's memory stays bounded whatever the file's size (about 100 bytes per entry).
+    #[arg(long, default_value_t = 2_000_000, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub tally_limit: u64,
 }
 
 #[derive(Args)]
@@ -129,6 +137,47 @@ pub struct GroupsArgs {
     pub bucket_min: Option<i32>,
 
     /// One JSON object per group, one per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("area").required(true).args(["bbox", "region", "wkt"])))]
+pub struct WeeklyAvgArgs {
+    /// A bounding box in degrees (EPSG:4326), edges included: MINLON,MINLAT,MAXLON,MAXLAT.
+    #[arg(
+        long,
+        value_name = "MINLON,MINLAT,MAXLON,MAXLAT",
+        allow_hyphen_values = true
+    )]
+    pub bbox: Option<String>,
+
+    /// A region, by name as in the files.
+    #[arg(long, value_name = "NAME")]
+    pub region: Option<String>,
+
+    /// A polygon as WKT, in EPSG:4326 (or EWKT with its SRID: SRID=3857;POLYGON(...)).
+    #[arg(long, value_name = "POLYGON")]
+    pub wkt: Option<String>,
+
+    /// Which end of a trip must be in the area: origin, destination, both or either (not with --region).
+    #[arg(long, default_value = "origin", value_parser = ["origin", "destination", "both", "either"])]
+    pub by: String,
+
+    /// Start of the window (included), e.g. 2018-05-07 or "2018-05-07 08:00". Default: the Monday of the
+    /// week of the earliest trip.
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub since: Option<String>,
+
+    /// End of the window (excluded). Default: the Monday after the week of the latest trip.
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub until: Option<String>,
+
+    /// Also print the trips of each week of the window, zero weeks included.
+    #[arg(long)]
+    pub weeks: bool,
+
+    /// One JSON object.
     #[arg(long)]
     pub json: bool,
 }

@@ -1,15 +1,18 @@
 //! Hand-encoding rows in PostgreSQL's binary COPY format.
 //!
 //! Rows are appended to one large buffer that the loader writes through `CopyInWriter` whenever it passes
-//! [`FLUSH_AT`]; there is no per-row dynamic dispatch and no small write. The loader encodes two kinds of
-//! rows: trips (`trip_rows`, db/004_trips.sql) and group tallies (`trip_group_counts`, db/005_rollups.sql);
-//! each is a sequence of big-endian fields, each preceded by its length.
+//! [`FLUSH_AT`]; there is no per-row dynamic dispatch and no small write. The loader encodes four kinds of
+//! rows: trips (`trip_rows`, db/004_trips.sql), group tallies (`trip_group_counts`, db/005_rollups.sql) and
+//! the area pyramid (`trip_area_counts`, `trip_area_points`, db/009_area_counts.sql); each is a sequence of big-endian fields, each preceded by its length.
 
 use crate::parse::Trip;
 use std::io::{self, Write};
 
 /// Buffer size at which the loader hands the rows to the connection.
 pub const FLUSH_AT: usize = 1 << 20;
+
+const INT4_OID: u32 = 23;
+const TIMESTAMP_OID: u32 = 1114;
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
@@ -56,6 +59,54 @@ impl RowEncoder {
         self.field(&last.to_be_bytes());
     }
 
+    /// A `trip_area_counts` row: job, side, level, cell, trips.
+    pub fn area_count(&mut self, job: i32, key: &AreaCell, trips: i32) {
+        self.start(6);
+        self.field(&job.to_be_bytes());
+        self.field(&key.side.to_be_bytes());
+        self.field(&key.level.to_be_bytes());
+        self.field(&key.x.to_be_bytes());
+        self.field(&key.y.to_be_bytes());
+        self.field(&trips.to_be_bytes());
+    }
+
+    /// A `trip_area_points` row: job, side, level-3 cell, trips, then the points as arrays (the other end's
+    /// arrays are NULL when empty, as on destination rows).
+    pub fn area_points(&mut self, job: i32, key: &AreaCell, points: &CellPoints) {
+        self.start(10);
+        self.field(&job.to_be_bytes());
+        self.field(&key.side.to_be_bytes());
+        self.field(&key.x.to_be_bytes());
+        self.field(&key.y.to_be_bytes());
+        self.field(&(points.lon.len() as i32).to_be_bytes());
+        self.array(INT4_OID, &points.lon, |v| v.to_be_bytes());
+        self.array(INT4_OID, &points.lat, |v| v.to_be_bytes());
+        self.array(TIMESTAMP_OID, &points.departed_at, |v| v.to_be_bytes());
+        self.array(INT4_OID, &points.other_lon, |v| v.to_be_bytes());
+        self.array(INT4_OID, &points.other_lat, |v| v.to_be_bytes());
+    }
+
+    /// A one-dimensional array without NULL elements (binary array format: dimensions, flags, element
+    /// type, length and lower bound, then each element with its length); an empty slice is a NULL field.
+    fn array<T, const N: usize>(&mut self, oid: u32, values: &[T], bytes: impl Fn(&T) -> [u8; N]) {
+        if values.is_empty() {
+            self.buf.extend_from_slice(&(-1i32).to_be_bytes());
+            return;
+        }
+        let len = 20 + values.len() * (4 + N);
+        self.buf.extend_from_slice(&(len as i32).to_be_bytes());
+        self.buf.extend_from_slice(&1i32.to_be_bytes()); // dimensions
+        self.buf.extend_from_slice(&0i32.to_be_bytes()); // no NULL elements
+        self.buf.extend_from_slice(&oid.to_be_bytes());
+        self.buf
+            .extend_from_slice(&(values.len() as i32).to_be_bytes());
+        self.buf.extend_from_slice(&1i32.to_be_bytes()); // lower bound
+        for v in values {
+            self.buf.extend_from_slice(&(N as i32).to_be_bytes());
+            self.buf.extend_from_slice(&bytes(v));
+        }
+    }
+
     fn start(&mut self, fields: i16) {
         self.buf.extend_from_slice(&fields.to_be_bytes());
     }
@@ -93,6 +144,26 @@ pub struct GroupRow {
     pub destination: [i32; 2],
     pub bucket: i16,
     pub datasource: i16,
+}
+
+/// A cell of the area pyramid (db/009_area_counts.sql): which end of the trip, level, cell indices.
+#[derive(Hash, PartialEq, Eq, Clone, Copy)]
+pub struct AreaCell {
+    pub side: i16,
+    pub level: i16,
+    pub x: i32,
+    pub y: i32,
+}
+
+/// The points of one level-3 cell, as parallel columns: the trips' end in the cell, their departure
+/// (microseconds since 2000-01-01) and, for origins, the other end.
+#[derive(Default)]
+pub struct CellPoints {
+    pub lon: Vec<i32>,
+    pub lat: Vec<i32>,
+    pub departed_at: Vec<i64>,
+    pub other_lon: Vec<i32>,
+    pub other_lat: Vec<i32>,
 }
 
 #[cfg(test)]
@@ -139,5 +210,35 @@ mod tests {
         // field count, then 3 int2, 6 int4 and 2 int8 fields, each with its 4-byte length, then the trailer.
         assert_eq!(body.len(), 2 + 3 * 6 + 6 * 8 + 2 * 12 + 2);
         assert_eq!(&body[..2], &11i16.to_be_bytes());
+    }
+
+    #[test]
+    fn an_area_points_row_carries_arrays_and_nulls() {
+        let key = AreaCell {
+            side: 2,
+            level: 3,
+            x: -1,
+            y: 5,
+        };
+        let points = CellPoints {
+            lon: vec![1, 2],
+            lat: vec![3, 4],
+            departed_at: vec![5, 6],
+            ..CellPoints::default()
+        };
+        let mut enc = RowEncoder::new();
+        enc.area_points(9, &key, &points);
+        let body = body(enc);
+        // field count; job, side, x, y, trips; two int4[2] and one timestamp[2]; two NULLs; trailer.
+        let ints = 4 + 20 + 2 * 8;
+        let stamps = 4 + 20 + 2 * 12;
+        assert_eq!(
+            body.len(),
+            2 + (8 + 6 + 8 + 8 + 8) + 2 * ints + stamps + 2 * 4 + 2
+        );
+        let lon = 2 + 38;
+        assert_eq!(&body[lon..lon + 4], &36i32.to_be_bytes());
+        assert_eq!(&body[lon + 12..lon + 16], &INT4_OID.to_be_bytes());
+        assert_eq!(&body[body.len() - 10..body.len() - 2], &[255; 8]);
     }
 }

@@ -7,7 +7,7 @@
 //! attaches both as partitions, adds the region/datasource tally and marks the job done in the same commit
 //! (db/006_ingest.sql). Any error before that commit rolls the whole file back.
 
-use crate::copy::{GroupRow, RowEncoder};
+use crate::copy::{AreaCell, CellPoints, GroupRow, RowEncoder};
 use crate::input::{self, Input};
 use crate::parse::{self, Invalid, Layout};
 use crate::status::{self, Printer};
@@ -29,6 +29,9 @@ pub struct Options {
     pub progress_every: Duration,
     /// Instead of by time, write progress every this many records (deterministic, for tests).
     pub progress_rows: Option<u64>,
+    /// Send the group tally and the buffered area points to the database once they hold this many
+    /// entries, so the loader's memory does not grow with the file.
+    pub tally_limit: usize,
 }
 
 pub enum Outcome {
@@ -227,6 +230,71 @@ impl Grid {
     }
 }
 
+/// Where the file's trips start and end, for the area pyramid (db/009_area_counts.sql): the points of
+/// level-3 cells until they are sent, and the count of each level-3 cell sent so far.
+#[derive(Default)]
+struct AreaTally {
+    counts: HashMap<AreaCell, i64>,
+    points: HashMap<AreaCell, CellPoints>,
+    /// Points held in `points`.
+    buffered: usize,
+}
+
+impl AreaTally {
+    fn add(&mut self, trip: &parse::Trip) {
+        let ends = [
+            (1, trip.origin, Some(trip.destination)),
+            (2, trip.destination, None),
+        ];
+        for (side, [lon, lat], other) in ends {
+            let cell = AreaCell {
+                side,
+                level: 3,
+                x: lon.div_euclid(CELL_SIZE[3]),
+                y: lat.div_euclid(CELL_SIZE[3]),
+            };
+            let points = self.points.entry(cell).or_default();
+            points.lon.push(lon);
+            points.lat.push(lat);
+            points.departed_at.push(trip.departed_at);
+            if let Some([other_lon, other_lat]) = other {
+                points.other_lon.push(other_lon);
+                points.other_lat.push(other_lat);
+            }
+            self.buffered += 1;
+        }
+    }
+
+    /// Counts the buffered points into their level-3 cells and empties the buffer (once it is sent).
+    fn count_and_clear(&mut self) {
+        for (cell, points) in self.points.drain() {
+            *self.counts.entry(cell).or_default() += points.lon.len() as i64;
+        }
+        self.buffered = 0;
+    }
+
+    /// The counts of every level: level 3 as counted, levels 2 and 1 summed from it.
+    fn all_counts(&self) -> HashMap<AreaCell, i64> {
+        let mut all = self.counts.clone();
+        for (cell, &n) in &self.counts {
+            for level in 1..=2 {
+                let parent = AreaCell {
+                    level,
+                    x: cell.x.div_euclid(CELL_SIZE[level as usize] / CELL_SIZE[3]),
+                    y: cell.y.div_euclid(CELL_SIZE[level as usize] / CELL_SIZE[3]),
+                    ..*cell
+                };
+                *all.entry(parent).or_default() += n;
+            }
+        }
+        all
+    }
+}
+
+/// The cell size of each level of the area pyramid, in 1e-7 degree (trip_area_cell_size in
+/// db/009_area_counts.sql); index 0 is unused.
+const CELL_SIZE: [i32; 4] = [0, 1_000_000, 100_000, 10_000];
+
 /// Keys of region and datasource names met so far in this file, so the database is asked once per name.
 #[derive(Default)]
 struct Keys {
@@ -285,7 +353,7 @@ impl Loader<'_> {
             )
             .context("while creating the staging tables")?;
         let (trips_table, groups_table): (String, String) = (staging.get(0), staging.get(1));
-        let mut copy = copy_into(&mut tx, &trips_table)?;
+        let mut copy = copy_into(&mut tx, &trips_table, true)?;
         let mut csv = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -316,6 +384,7 @@ impl Loader<'_> {
         let grid = Grid::read(self.control)?;
         let mut stats = Tally::new();
         let mut groups = Tally::new();
+        let mut areas = AreaTally::default();
         while read(&mut csv, &mut record)? {
             match parse::trip(&layout, &record) {
                 Ok(trip) => {
@@ -337,10 +406,21 @@ impl Loader<'_> {
                         datasource: source,
                     };
                     groups.add(group, trip.departed_at);
+                    areas.add(&trip);
                     self.rows += 1;
                     if rows.is_full() {
                         rows.write_to(&mut copy)
                             .context("while sending rows to the database")?;
+                    }
+                    if groups.0.len() + areas.buffered >= self.opts.tally_limit {
+                        // One COPY at a time per connection: close the trips' COPY, send the tallies,
+                        // and open it again.
+                        rows.finish(&mut copy)
+                            .context("while sending rows to the database")?;
+                        copy.finish().context("while finishing the COPY")?;
+                        self.copy_tallies(&mut tx, &groups_table, &mut groups, &mut areas)?;
+                        rows = RowEncoder::new();
+                        copy = copy_into(&mut tx, &trips_table, true)?;
                     }
                 }
                 Err(invalid) => self.refuse(&layout, &record, invalid)?,
@@ -361,7 +441,8 @@ impl Loader<'_> {
         rows.finish(&mut copy)
             .context("while sending rows to the database")?;
         copy.finish().context("while finishing the COPY")?;
-        self.copy_groups(copy_into(&mut tx, &groups_table)?, &groups)?;
+        self.copy_tallies(&mut tx, &groups_table, &mut groups, &mut areas)?;
+        self.copy_area_counts(&mut tx, &areas)?;
         if self.rows == 0 {
             log::warn!("{}: no trips in the file (only a header)", self.name);
         }
@@ -404,12 +485,18 @@ impl Loader<'_> {
         }
     }
 
-    /// Sends the file's group tally into the job's partition of trip_group_counts.
-    fn copy_groups(
+    /// Sends the group tally and the buffered area points to the database, and empties both. A group or
+    /// cell met again later gets another row; readers add them up.
+    fn copy_tallies(
         &self,
-        mut copy: postgres::CopyInWriter,
-        groups: &Tally<GroupRow>,
+        tx: &mut postgres::Transaction<'_>,
+        groups_table: &str,
+        groups: &mut Tally<GroupRow>,
+        areas: &mut AreaTally,
     ) -> Result<()> {
+        let started = Instant::now();
+        let (group_rows, points) = (groups.0.len(), areas.buffered);
+        let mut copy = copy_into(tx, groups_table, true)?;
         let mut rows = RowEncoder::new();
         for (key, &(trips, first, last)) in &groups.0 {
             let trips = i32::try_from(trips)
@@ -424,6 +511,50 @@ impl Loader<'_> {
             .context("while sending group tallies to the database")?;
         copy.finish()
             .context("while finishing the COPY of group tallies")?;
+        groups.0.clear();
+
+        let mut copy = copy_into(tx, "trip_area_points", false)?;
+        let mut rows = RowEncoder::new();
+        for (key, points) in &areas.points {
+            rows.area_points(self.job, key, points);
+            if rows.is_full() {
+                rows.write_to(&mut copy)
+                    .context("while sending area points to the database")?;
+            }
+        }
+        rows.finish(&mut copy)
+            .context("while sending area points to the database")?;
+        copy.finish()
+            .context("while finishing the COPY of area points")?;
+        areas.count_and_clear();
+        log::debug!(
+            "sent {group_rows} group rows and {points} area points in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    /// Sends the file's area counts (one row per cell with trips).
+    fn copy_area_counts(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        areas: &AreaTally,
+    ) -> Result<()> {
+        let mut copy = copy_into(tx, "trip_area_counts", false)?;
+        let mut rows = RowEncoder::new();
+        for (key, &trips) in &areas.all_counts() {
+            let trips = i32::try_from(trips)
+                .context("an area cell holds more than 2^31 trips of one file; split the file")?;
+            rows.area_count(self.job, key, trips);
+            if rows.is_full() {
+                rows.write_to(&mut copy)
+                    .context("while sending area counts to the database")?;
+            }
+        }
+        rows.finish(&mut copy)
+            .context("while sending area counts to the database")?;
+        copy.finish()
+            .context("while finishing the COPY of area counts")?;
         Ok(())
     }
 
@@ -479,12 +610,14 @@ impl Loader<'_> {
     }
 }
 
-/// Starts a binary COPY into a table created in this transaction (so FREEZE applies).
+/// Starts a binary COPY; `freeze` for a table created in this transaction (rows are written frozen).
 fn copy_into<'a>(
     tx: &'a mut postgres::Transaction<'_>,
     table: &str,
+    freeze: bool,
 ) -> Result<postgres::CopyInWriter<'a>> {
-    tx.copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary, FREEZE)"))
+    let freeze = if freeze { ", FREEZE" } else { "" };
+    tx.copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary{freeze})"))
         .with_context(|| format!("while starting the COPY into {table}"))
 }
 

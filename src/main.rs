@@ -11,6 +11,7 @@ mod input;
 mod migrate;
 mod parse;
 mod status;
+mod weekly;
 
 use anyhow::Result;
 use clap::Parser;
@@ -60,6 +61,9 @@ fn main() -> ExitCode {
         Command::Jobs(args) => jobs(&url, &args),
         Command::Groups(args) => open(&url)
             .and_then(|mut c| groups::show(&mut c, &args))
+            .map(|()| ExitCode::SUCCESS),
+        Command::WeeklyAvg(args) => open(&url)
+            .and_then(|mut c| weekly::show(&mut c, &args))
             .map(|()| ExitCode::SUCCESS),
         Command::Refresh => open(&url).and_then(|mut c| {
             let started = std::time::Instant::now();
@@ -119,6 +123,7 @@ fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
         rejects_dir: args.rejects_dir.clone(),
         progress_every: Duration::from_secs_f64(args.progress_secs),
         progress_rows: args.progress_rows,
+        tally_limit: args.tally_limit as usize,
     };
     let mut control = open(url)?;
     status::listen(&mut control)?;

@@ -35,6 +35,16 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "008_trip_groups.sql",
         include_str!("../db/008_trip_groups.sql"),
     ),
+    (
+        9,
+        "009_area_counts.sql",
+        include_str!("../db/009_area_counts.sql"),
+    ),
+    (
+        10,
+        "010_weekly_avg.sql",
+        include_str!("../db/010_weekly_avg.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.

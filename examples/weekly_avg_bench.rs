@@ -1,0 +1,123 @@
+//! Benchmark helper for benchmarks/weekly_avg.sh: asks `weekly_avg` about random areas and times each answer
+//! as a client sees it; for the first PLAIN areas also times the plain SQL over the `trips` view, and
+//! checks that both give the same number.
+//!
+//! Usage: weekly_avg_bench DATABASE_URL AREAS PLAIN SEED
+//! Areas: centred on random trip origins; boxes 100 m to 100 km wide (log-uniform), every fourth area an
+//! irregular polygon of the same size, and `by` cycling through origin, destination, both, either.
+//! Output: one CSV line per question: kind,by,width_m,ours_ms,ours,plain_ms,plain (plain empty when not run).
+
+use postgres::{Client, NoTls};
+use std::time::Instant;
+
+/// xorshift64*: small, seeded, good enough to pick areas.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+const BY: [&str; 4] = ["origin", "destination", "both", "either"];
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let url = &args[1];
+    let (areas, plain, seed): (usize, usize, u64) = (
+        args[2].parse().unwrap(),
+        args[3].parse().unwrap(),
+        args[4].parse().unwrap(),
+    );
+    let mut client = Client::connect(url, NoTls).unwrap();
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    client
+        .batch_execute(&format!("SELECT setseed({})", rng.next() - 0.5))
+        .unwrap();
+    let centres: Vec<(f64, f64)> = client
+        .query(
+            "SELECT origin_lon / 1e7::float8, origin_lat / 1e7::float8
+               FROM trip_rows TABLESAMPLE BERNOULLI (1) ORDER BY random() LIMIT $1",
+            &[&(areas as i64)],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let weeks: f64 = client
+        .query_one("SELECT weeks FROM trip_window(NULL, NULL)", &[])
+        .unwrap()
+        .get(0);
+    println!("kind,by,width_m,ours_ms,ours,plain_ms,plain");
+    for (i, &(lon, lat)) in centres.iter().enumerate() {
+        let width_m = 100.0 * 1000f64.powf(rng.next());
+        let half_lat = width_m / 2.0 / 111_320.0;
+        let half_lon = half_lat / lat.to_radians().cos();
+        let by = BY[i % 4];
+        let (kind, wkt) = if (i / 4) % 4 == 3 {
+            ("polygon", polygon(&mut rng, lon, lat, half_lon, half_lat))
+        } else {
+            let (x0, y0, x1, y1) = (
+                lon - half_lon,
+                lat - half_lat,
+                lon + half_lon,
+                lat + half_lat,
+            );
+            (
+                "box",
+                format!("POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"),
+            )
+        };
+        let t = Instant::now();
+        let ours: f64 = client
+            .query_one(
+                "SELECT weekly_avg(ST_GeomFromText($1, 4326), $2)",
+                &[&wkt, &by],
+            )
+            .unwrap()
+            .get(0);
+        let ours_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let (mut plain_ms, mut plain_avg) = (String::new(), String::new());
+        if i < plain {
+            let test = match by {
+                "origin" => "ST_Intersects(a, origin)",
+                "destination" => "ST_Intersects(a, destination)",
+                "both" => "ST_Intersects(a, origin) AND ST_Intersects(a, destination)",
+                _ => "(ST_Intersects(a, origin) OR ST_Intersects(a, destination))",
+            };
+            let sql =
+                format!("SELECT count(*) FROM trips, ST_GeomFromText($1, 4326) AS a WHERE {test}");
+            let t = Instant::now();
+            let n: i64 = client.query_one(&sql, &[&wkt]).unwrap().get(0);
+            plain_ms = format!("{:.3}", t.elapsed().as_secs_f64() * 1000.0);
+            let avg = n as f64 / weeks;
+            plain_avg = format!("{avg}");
+            if (avg - ours).abs() > 1e-9 * avg.abs().max(1.0) {
+                eprintln!("MISMATCH {kind} {by} {wkt}: weekly_avg {ours}, plain SQL {avg}");
+            }
+        }
+        println!("{kind},{by},{width_m:.0},{ours_ms:.3},{ours},{plain_ms},{plain_avg}");
+    }
+}
+
+/// A star-shaped polygon around (lon, lat): 6 to 12 vertices at increasing angles, each at 50-100% of the
+/// half-widths, so it is always simple and valid.
+fn polygon(rng: &mut Rng, lon: f64, lat: f64, half_lon: f64, half_lat: f64) -> String {
+    let n = 6 + (rng.next() * 7.0) as usize;
+    let mut points: Vec<String> = (0..n)
+        .map(|k| {
+            let angle = (k as f64 + rng.next() * 0.8) / n as f64 * std::f64::consts::TAU;
+            let r = 0.5 + 0.5 * rng.next();
+            format!(
+                "{} {}",
+                lon + r * half_lon * angle.cos(),
+                lat + r * half_lat * angle.sin()
+            )
+        })
+        .collect();
+    points.push(points[0].clone());
+    format!("POLYGON(({}))", points.join(","))
+}

@@ -1,0 +1,469 @@
+//! Weekly averages (db/010_weekly_avg.sql, `trips weekly-avg`): the fast answers against the plain SQL over
+//! the `trips` view, on trips made to sit on the edges that matter (cell edges, box edges, week edges).
+
+mod common;
+
+use common::{HEADER, TestDb, sample};
+use postgres::Client;
+
+/// xorshift64*: the same seed gives the same trips and areas.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) % n
+    }
+}
+
+/// A coordinate near `base` (degrees): often exactly on a multiple of 0.1, 0.01 or 0.001 degree (the cell
+/// edges of every level, and the box edges below), else anywhere, to 1e-7.
+fn coordinate(rng: &mut Rng, base: f64) -> String {
+    match rng.below(4) {
+        0 => format!("{:.3}", base + rng.below(300) as f64 / 1000.0),
+        1 => format!("{:.2}", base + rng.below(30) as f64 / 100.0),
+        _ => format!("{:.7}", base + rng.below(3_000_000) as f64 / 1e7),
+    }
+}
+
+/// Departures that straddle weeks and a year: Sunday 23:59:59 and Monday 00:00:00 around New Year 2018
+/// (Monday 2018-01-01) and in between, with a few far ones to widen the window.
+fn departure(rng: &mut Rng) -> String {
+    const EDGES: [&str; 6] = [
+        "2017-12-31 23:59:59",
+        "2018-01-01 00:00:00",
+        "2017-12-24 23:59:59",
+        "2017-12-25 00:00:00",
+        "2018-01-07 23:59:59",
+        "2018-01-08 00:00:00",
+    ];
+    match rng.below(4) {
+        0 => EDGES[rng.below(6) as usize].to_string(),
+        _ => {
+            let day = rng.below(60);
+            let (y, m, d) = if day < 31 {
+                (2017, 12, day + 1)
+            } else {
+                (2018, 1, day - 30)
+            };
+            format!(
+                "{y}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+                rng.below(24),
+                rng.below(60),
+                rng.below(60)
+            )
+        }
+    }
+}
+
+/// Trips in two places, one west of Greenwich and south of the equator (negative coordinates: floor,
+/// not truncation, must place them in cells).
+fn trips_csv(rng: &mut Rng, rows: usize) -> String {
+    let mut csv = format!("{HEADER}\n");
+    for _ in 0..rows {
+        let (lon, lat) = if rng.below(2) == 0 {
+            (7.5, 45.0)
+        } else {
+            (-46.8, -23.7)
+        };
+        csv += &format!(
+            "R{},POINT ({} {}),POINT ({} {}),{},src{}\n",
+            rng.below(3),
+            coordinate(rng, lon),
+            coordinate(rng, lat),
+            coordinate(rng, lon),
+            coordinate(rng, lat),
+            departure(rng),
+            rng.below(2)
+        );
+    }
+    csv
+}
+
+/// A random area as EWKT around one of the two places: mostly boxes whose edges often fall on the same
+/// multiples as the points, sometimes a triangle or a polygon with a hole.
+fn area(rng: &mut Rng) -> String {
+    let (lon, lat) = if rng.below(2) == 0 {
+        (7.5, 45.0)
+    } else {
+        (-46.8, -23.7)
+    };
+    let edge = |rng: &mut Rng, base: f64| -> f64 {
+        match rng.below(3) {
+            0 => base + rng.below(300) as f64 / 1000.0,
+            1 => base + rng.below(30) as f64 / 100.0,
+            _ => base + rng.below(3_000_000) as f64 / 1e7,
+        }
+    };
+    let (a, b) = (edge(rng, lon), edge(rng, lon));
+    let (c, d) = (edge(rng, lat), edge(rng, lat));
+    let (x0, x1, y0, y1) = (a.min(b), a.max(b) + 0.001, c.min(d), c.max(d) + 0.001);
+    match rng.below(6) {
+        0 => format!("SRID=4326;POLYGON(({x0} {y0},{x1} {y0},{x0} {y1},{x0} {y0}))"),
+        1 => {
+            let (mx, my) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+            let (hx, hy) = ((x1 - x0) / 4.0, (y1 - y0) / 4.0);
+            format!(
+                "SRID=4326;POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}),\
+                 ({} {},{} {},{} {},{} {},{} {}))",
+                mx - hx,
+                my - hy,
+                mx - hx,
+                my + hy,
+                mx + hx,
+                my + hy,
+                mx + hx,
+                my - hy,
+                mx - hx,
+                my - hy
+            )
+        }
+        _ => format!("SRID=4326;POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"),
+    }
+}
+
+/// The plain SQL answer: trips whose chosen end intersects the area, in the window, over the window's weeks.
+/// The default window is computed here from the trips themselves.
+fn plain_avg(client: &mut Client, area: &str, by: &str, window: Option<(&str, &str)>) -> f64 {
+    let test = match by {
+        "origin" => "ST_Intersects(a, t.origin)",
+        "destination" => "ST_Intersects(a, t.destination)",
+        "both" => "ST_Intersects(a, t.origin) AND ST_Intersects(a, t.destination)",
+        _ => "(ST_Intersects(a, t.origin) OR ST_Intersects(a, t.destination))",
+    };
+    let (since, until) = window.unwrap_or(("", ""));
+    let sql = format!(
+        "WITH w AS (
+             SELECT coalesce(nullif($2, '')::timestamp, date_trunc('week', min(departed_at))) AS since,
+                    coalesce(nullif($3, '')::timestamp, date_trunc('week', max(departed_at)) + interval '7 days') AS until
+               FROM trips)
+         SELECT count(t.*)::float8 / (extract(epoch FROM w.until - w.since)::float8 / 604800)
+           FROM w CROSS JOIN ST_GeomFromEWKT($1) AS a
+           LEFT JOIN trips t ON {test} AND t.departed_at >= w.since AND t.departed_at < w.until
+          GROUP BY w.since, w.until"
+    );
+    client
+        .query_one(&sql, &[&area, &since, &until])
+        .unwrap()
+        .get(0)
+}
+
+fn weekly_avg(client: &mut Client, area: &str, by: &str, window: Option<(&str, &str)>) -> f64 {
+    let (since, until) = window.map_or((None, None), |(s, u)| (Some(s), Some(u)));
+    client
+        .query_one(
+            "SELECT weekly_avg(ST_GeomFromEWKT($1), $2, $3::text::timestamp, $4::text::timestamp)",
+            &[&area, &by, &since, &until],
+        )
+        .unwrap()
+        .get(0)
+}
+
+const BY: [&str; 4] = ["origin", "destination", "both", "either"];
+
+#[test]
+fn the_sample_region_averages() {
+    let db = TestDb::new("weekly_sample");
+    db.trips(&["ingest", sample().to_str().unwrap()]).ok();
+    assert_eq!(
+        db.rows(
+            "SELECT r, weekly_avg_region(r) FROM unnest(ARRAY['Hamburg', 'Prague', 'Turin', 'Atlantis']) r"
+        ),
+        ["(Hamburg,5.6)", "(Prague,6.8)", "(Turin,7.6)", "(Atlantis,0)"]
+    );
+    let run = db.trips(&["weekly-avg", "--region", "Prague"]).ok();
+    assert!(
+        run.stdout
+            .starts_with("region Prague: 6.80 trips per week\n34 trips over 5 weeks"),
+        "{}",
+        run.stdout
+    );
+    let run = db.trips(&["weekly-avg", "--region", "Atlantis"]).ok();
+    assert!(
+        run.stdout
+            .starts_with("region Atlantis: 0.00 trips per week")
+    );
+    assert!(
+        run.stderr
+            .contains("the regions are: Hamburg, Prague, Turin"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn weekly_avg_equals_the_plain_sql_on_edges_weeks_and_windows() {
+    let db = TestDb::new("weekly_property");
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    // A tiny tally limit: the loader sends points many times per file, so cells have several rows.
+    let file = db.file("a.csv", trips_csv(&mut rng, 3000));
+    db.trips(&["ingest", "--tally-limit", "500", &file]).ok();
+    let mut client = db.client();
+    let windows = [
+        None,
+        Some(("2017-12-25", "2018-01-08")), // two whole weeks across New Year
+        Some(("2017-12-31 23:59:59", "2018-01-01 00:00:00")), // one second: only the Sunday trips
+        Some(("2017-12-20 13:00", "2018-01-03 07:30")), // not on week edges
+        Some(("2010-01-01", "2030-01-01")), // holds every trip, longer than the data
+    ];
+    let mut compared = 0;
+    for i in 0..240 {
+        let area = area(&mut rng);
+        let by = BY[i % 4];
+        let window = windows[(i / 4) % windows.len()];
+        let ours = weekly_avg(&mut client, &area, by, window);
+        let plain = plain_avg(&mut client, &area, by, window);
+        assert!(
+            (ours - plain).abs() <= 1e-9 * plain.abs().max(1.0),
+            "{area} by {by} over {window:?}: weekly_avg {ours}, plain SQL {plain}"
+        );
+        compared += usize::from(plain > 0.0);
+    }
+    assert!(compared > 150, "too few areas with trips: {compared}");
+}
+
+#[test]
+fn weekly_counts_has_every_week_of_the_window_and_sums_to_the_trips() {
+    let db = TestDb::new("weekly_counts");
+    let mut rng = Rng(0x5eed_1234_abcd_0002);
+    db.trips(&["ingest", &db.file("a.csv", trips_csv(&mut rng, 1500))])
+        .ok();
+    let mut client = db.client();
+    for i in 0..40 {
+        let area = area(&mut rng);
+        let by = BY[i % 4];
+        for window in [None, Some(("2017-12-04", "2018-01-15"))] {
+            let (since, until) = window.map_or((None, None), |(s, u)| (Some(s), Some(u)));
+            let weeks: Vec<(String, i64)> = client
+                .query(
+                    "SELECT week_start::text, trips FROM weekly_counts(ST_GeomFromEWKT($1), $2,
+                                                                        $3::text::timestamp, $4::text::timestamp)",
+                    &[&area, &by, &since, &until],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            let summary = client
+                .query_one(
+                    "SELECT trips, weeks, window_start::date::text FROM weekly_trips(ST_GeomFromEWKT($1), $2,
+                                                                        $3::text::timestamp, $4::text::timestamp)",
+                    &[&area, &by, &since, &until],
+                )
+                .unwrap();
+            let (trips, n_weeks, first): (i64, f64, String) =
+                (summary.get(0), summary.get(1), summary.get(2));
+            assert_eq!(weeks.len() as f64, n_weeks, "{area} {by} {window:?}");
+            assert_eq!(
+                weeks.iter().map(|w| w.1).sum::<i64>(),
+                trips,
+                "{area} {by} {window:?}"
+            );
+            assert_eq!(weeks[0].0, first);
+            let mondays = client
+                .query_one(
+                    "SELECT bool_and(extract(isodow FROM w::date) = 1) AND count(DISTINCT w) = count(*)
+                       FROM unnest($1::text[]) AS w",
+                    &[&weeks.iter().map(|w| w.0.clone()).collect::<Vec<_>>()],
+                )
+                .unwrap()
+                .get::<_, bool>(0);
+            assert!(mondays, "{weeks:?}");
+        }
+    }
+    // The default window runs from the week of the first trip to the week of the last: 2017-11-27 (the
+    // Monday of 2017-12-01) to the week of 2018-01-29 (60 days on), with the empty weeks as zeros.
+    let all = db.rows(
+        "SELECT count(*), sum(trips), min(week_start), max(week_start)
+                         FROM weekly_counts(-180, -90, 180, 90)",
+    );
+    assert_eq!(all, ["(10,1500,2017-11-27,2018-01-29)"]);
+}
+
+#[test]
+fn a_second_ingest_is_counted_at_once() {
+    let db = TestDb::new("weekly_second");
+    let mut rng = Rng(0x5eed_1234_abcd_0003);
+    let mut client = db.client();
+    db.trips(&["ingest", &db.file("a.csv", trips_csv(&mut rng, 400))])
+        .ok();
+    let areas: Vec<String> = (0..30).map(|_| area(&mut rng)).collect();
+    let before: Vec<f64> = areas
+        .iter()
+        .map(|a| weekly_avg(&mut client, a, "origin", None))
+        .collect();
+    db.trips(&["ingest", &db.file("b.csv", trips_csv(&mut rng, 400))])
+        .ok();
+    let mut changed = 0;
+    for (a, was) in areas.iter().zip(before) {
+        for by in BY {
+            let (ours, plain) = (
+                weekly_avg(&mut client, a, by, None),
+                plain_avg(&mut client, a, by, None),
+            );
+            assert!(
+                (ours - plain).abs() <= 1e-9 * plain.max(1.0),
+                "{a} {by}: {ours} vs {plain}"
+            );
+        }
+        changed += usize::from(weekly_avg(&mut client, a, "origin", None) != was);
+    }
+    assert!(
+        changed > 10,
+        "the second file changed only {changed} of 30 answers"
+    );
+    // `trips refresh` rebuilds the cells from the trips: the same answers.
+    let now: Vec<f64> = areas
+        .iter()
+        .map(|a| weekly_avg(&mut client, a, "either", None))
+        .collect();
+    db.trips(&["refresh"]).ok();
+    let rebuilt: Vec<f64> = areas
+        .iter()
+        .map(|a| weekly_avg(&mut client, a, "either", None))
+        .collect();
+    assert_eq!(now, rebuilt);
+}
+
+#[test]
+fn other_srids_are_transformed_and_multipolygons_work() {
+    let db = TestDb::new("weekly_srid");
+    let mut rng = Rng(0x5eed_1234_abcd_0004);
+    db.trips(&["ingest", &db.file("a.csv", trips_csv(&mut rng, 1000))])
+        .ok();
+    let mut client = db.client();
+    let area = "SRID=4326;POLYGON((7.52 45.03,7.7 45.01,7.66 45.2,7.52 45.03))";
+    let plain = plain_avg(&mut client, area, "origin", None);
+    assert!(plain > 0.0);
+    let in_3857: f64 = client
+        .query_one(
+            "SELECT weekly_avg(ST_Transform(ST_GeomFromEWKT($1), 3857))",
+            &[&area],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        (in_3857 - plain).abs() < 0.05 * plain,
+        "{in_3857} vs {plain}"
+    );
+    let multi = "SRID=4326;MULTIPOLYGON(((7.5 45.0,7.6 45.0,7.6 45.1,7.5 45.0)),((-46.8 -23.7,-46.6 -23.7,-46.6 -23.5,-46.8 -23.7)))";
+    assert_eq!(
+        weekly_avg(&mut client, multi, "either", None),
+        plain_avg(&mut client, multi, "either", None)
+    );
+}
+
+#[test]
+fn bad_questions_get_clear_errors() {
+    let db = TestDb::new("weekly_errors");
+    db.trips(&["ingest", sample().to_str().unwrap()]).ok();
+    let cases: [(&[&str], &str); 10] = [
+        (&["--bbox", "7.8,44.9,7.5,45.2"], "has min >= max"),
+        (&["--bbox", "7.5,-91,7.8,45.2"], "is outside the world"),
+        (
+            &["--bbox", "7.5,44.9,7.8"],
+            "expected four numbers MINLON,MINLAT,MAXLON,MAXLAT",
+        ),
+        (
+            &["--wkt", "POLYGON((0 0,1 1,1 0,0 1,0 0))"],
+            "not a valid polygon: Self-intersection",
+        ),
+        (&["--wkt", "POLYGON EMPTY"], "the area is empty"),
+        (
+            &["--wkt", "POINT(7.6 45)"],
+            "the area is a point, not a polygon",
+        ),
+        (&["--wkt", "POLYGON((7.5 45"], "cannot read the polygon"),
+        (
+            &["--bbox", "7.5,44.9,7.8,45.2", "--by", "sideways"],
+            "possible values: origin, destination, both, either",
+        ),
+        (
+            &[
+                "--bbox",
+                "7.5,44.9,7.8,45.2",
+                "--since",
+                "2018-05-07",
+                "--until",
+                "2018-05-07",
+            ],
+            "is empty",
+        ),
+        (
+            &["--region", "Turin", "--since", "last tuesday"],
+            "--since and --until take a date",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["weekly-avg"];
+        all.extend(args);
+        let run = db.trips(&all);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
+    }
+    // The same meanings from SQL.
+    let mut client = db.client();
+    let err = client
+        .query_one(
+            "SELECT weekly_avg(7.5, 44.9, 7.8, 45.2, by => 'upstream')",
+            &[],
+        )
+        .unwrap_err();
+    assert!(
+        err.as_db_error()
+            .unwrap()
+            .message()
+            .contains("unknown by => 'upstream'")
+    );
+}
+
+#[test]
+fn the_cli_prints_the_window_and_its_weeks() {
+    let db = TestDb::new("weekly_cli");
+    db.trips(&["ingest", sample().to_str().unwrap()]).ok();
+    let run = db
+        .trips(&["weekly-avg", "--bbox", "7.5,44.9,7.8,45.2", "--weeks"])
+        .ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "box 7.5,44.9,7.8,45.2 (origin in it): 7.60 trips per week"
+    );
+    assert_eq!(
+        lines[1],
+        "38 trips over 5 weeks, from 2018-04-30 00:00:00 to 2018-06-04 00:00:00 (excluded)"
+    );
+    assert_eq!(lines.len(), 3 + 5);
+    let run = db
+        .trips(&[
+            "weekly-avg",
+            "--region",
+            "Turin",
+            "--since",
+            "2018-05-07",
+            "--until",
+            "2018-05-21",
+            "--json",
+            "--weeks",
+        ])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(v["weeks"], 2.0);
+    let per_week: i64 = v["per_week"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["trips"].as_i64().unwrap())
+        .sum();
+    assert_eq!(v["trips"].as_i64().unwrap(), per_week);
+    assert_eq!(
+        v["trips"].as_i64().unwrap(),
+        db.count(
+            "SELECT count(*) FROM trips WHERE region = 'Turin'
+                    AND departed_at >= '2018-05-07' AND departed_at < '2018-05-21'"
+        )
+    );
+}
