@@ -32,6 +32,10 @@ SQL
 echo
 ./target/release/trips groups --top 5
 echo
+echo "Weekly averages (trips starting in the region, per week, over the weeks of the data):"
+psql_at "$PORT" trips -c "SELECT name AS region, weekly_avg_region(name) AS trips_per_week FROM regions ORDER BY name"
+./target/release/trips weekly-avg --bbox 7.6,45.0,7.75,45.15 --by either
+echo
 echo "queries.sql:"
 psql_at "$PORT" trips -f "$REPO/queries.sql"
 log "the cluster keeps running; connect with: psql -h 127.0.0.1 -p $PORT -U trips trips"

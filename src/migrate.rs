@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "010_weekly_avg.sql",
         include_str!("../db/010_weekly_avg.sql"),
     ),
+    (
+        11,
+        "011_area_counts_backfill.sql",
+        include_str!("../db/011_area_counts_backfill.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.

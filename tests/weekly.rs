@@ -467,3 +467,27 @@ fn the_cli_prints_the_window_and_its_weeks() {
         )
     );
 }
+
+#[test]
+fn trips_loaded_before_the_area_pyramid_are_backfilled_by_the_migration() {
+    let db = TestDb::new("weekly_backfill");
+    db.trips(&["ingest", sample().to_str().unwrap()]).ok();
+    // A database whose trips were loaded before db/009: no cells, and db/011 not yet applied.
+    db.client()
+        .batch_execute(
+            "TRUNCATE trip_area_counts, trip_area_points; DELETE FROM schema_migrations WHERE version = 11",
+        )
+        .unwrap();
+    let run = db.trips(&["migrate"]).ok();
+    assert!(
+        run.stderr
+            .contains("applied db/011_area_counts_backfill.sql"),
+        "{}",
+        run.stderr
+    );
+    let mut client = db.client();
+    let area = "SRID=4326;POLYGON((7.6 45,7.75 45,7.75 45.15,7.6 45.15,7.6 45))";
+    let plain = plain_avg(&mut client, area, "either", None);
+    assert_eq!(plain, 29.0 / 5.0);
+    assert_eq!(weekly_avg(&mut client, area, "either", None), plain);
+}
