@@ -9,7 +9,8 @@ use postgres::types::ToSql;
 
 /// The area of a question: how to ask SQL for it, and how to show it.
 struct Area {
-    /// SQL arguments before by/since/until: `$1::geometry` or four numbers or a region name.
+    /// The area as a geometry expression over the first parameters (a box's four numbers, or the WKT);
+    /// empty for a region, whose name is then the only parameter and which has its own SQL functions.
     sql: &'static str,
     params: Vec<Box<dyn ToSql + Sync>>,
     shown: String,
