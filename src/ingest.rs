@@ -496,36 +496,25 @@ impl Loader<'_> {
     ) -> Result<()> {
         let started = Instant::now();
         let (group_rows, points) = (groups.0.len(), areas.buffered);
-        let mut copy = copy_into(tx, groups_table, true)?;
-        let mut rows = RowEncoder::new();
-        for (key, &(trips, first, last)) in &groups.0 {
-            let trips = i32::try_from(trips)
-                .context("a group holds more than 2^31 trips of one file; split the file")?;
-            rows.group(self.job, key, trips, first, last);
-            if rows.is_full() {
-                rows.write_to(&mut copy)
-                    .context("while sending group tallies to the database")?;
-            }
-        }
-        rows.finish(&mut copy)
-            .context("while sending group tallies to the database")?;
-        copy.finish()
-            .context("while finishing the COPY of group tallies")?;
+        let copy = copy_into(tx, groups_table, true)?;
+        let job = self.job;
+        copy_rows(
+            copy,
+            "group tallies",
+            &groups.0,
+            |rows, (key, &(trips, first, last))| {
+                let trips = i32::try_from(trips)
+                    .context("a group holds more than 2^31 trips of one file; split the file")?;
+                rows.group(job, key, trips, first, last);
+                Ok(())
+            },
+        )?;
         groups.0.clear();
-
-        let mut copy = copy_into(tx, "trip_area_points", false)?;
-        let mut rows = RowEncoder::new();
-        for (key, points) in &areas.points {
-            rows.area_points(self.job, key, points);
-            if rows.is_full() {
-                rows.write_to(&mut copy)
-                    .context("while sending area points to the database")?;
-            }
-        }
-        rows.finish(&mut copy)
-            .context("while sending area points to the database")?;
-        copy.finish()
-            .context("while finishing the COPY of area points")?;
+        let copy = copy_into(tx, "trip_area_points", false)?;
+        copy_rows(copy, "area points", &areas.points, |rows, (key, points)| {
+            rows.area_points(job, key, points);
+            Ok(())
+        })?;
         areas.count_and_clear();
         log::debug!(
             "sent {group_rows} group rows and {points} area points in {:.2} s",
@@ -540,22 +529,19 @@ impl Loader<'_> {
         tx: &mut postgres::Transaction<'_>,
         areas: &AreaTally,
     ) -> Result<()> {
-        let mut copy = copy_into(tx, "trip_area_counts", false)?;
-        let mut rows = RowEncoder::new();
-        for (key, &trips) in &areas.all_counts() {
-            let trips = i32::try_from(trips)
-                .context("an area cell holds more than 2^31 trips of one file; split the file")?;
-            rows.area_count(self.job, key, trips);
-            if rows.is_full() {
-                rows.write_to(&mut copy)
-                    .context("while sending area counts to the database")?;
-            }
-        }
-        rows.finish(&mut copy)
-            .context("while sending area counts to the database")?;
-        copy.finish()
-            .context("while finishing the COPY of area counts")?;
-        Ok(())
+        let copy = copy_into(tx, "trip_area_counts", false)?;
+        copy_rows(
+            copy,
+            "area counts",
+            &areas.all_counts(),
+            |rows, (key, &trips)| {
+                let trips = i32::try_from(trips).context(
+                    "an area cell holds more than 2^31 trips of one file; split the file",
+                )?;
+                rows.area_count(self.job, key, trips);
+                Ok(())
+            },
+        )
     }
 
     /// A bad record: fail the file, or with --skip-invalid write it to the rejects file and go on.
@@ -619,6 +605,27 @@ fn copy_into<'a>(
     let freeze = if freeze { ", FREEZE" } else { "" };
     tx.copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary{freeze})"))
         .with_context(|| format!("while starting the COPY into {table}"))
+}
+
+/// Encodes `items` with `encode` into an open COPY and finishes it; `what` names the rows in errors.
+fn copy_rows<T>(
+    mut copy: postgres::CopyInWriter<'_>,
+    what: &str,
+    items: impl IntoIterator<Item = T>,
+    mut encode: impl FnMut(&mut RowEncoder, T) -> Result<()>,
+) -> Result<()> {
+    let sending = || format!("while sending {what} to the database");
+    let mut rows = RowEncoder::new();
+    for item in items {
+        encode(&mut rows, item)?;
+        if rows.is_full() {
+            rows.write_to(&mut copy).with_context(sending)?;
+        }
+    }
+    rows.finish(&mut copy).with_context(sending)?;
+    copy.finish()
+        .with_context(|| format!("while finishing the COPY of {what}"))?;
+    Ok(())
 }
 
 fn open_rejects(opts: &Options, name: &str, job: i32, layout: &Layout) -> Result<Rejects> {
