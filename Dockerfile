@@ -1,4 +1,5 @@
-# trips in a container: built with the Rust toolchain, run from a slim Debian image holding only the binary.
+# trips in a container: built with the Rust toolchain (its image has OpenSSL's headers), run from a slim Debian
+# image holding the binary and the OpenSSL library.
 # The SQL of db/ is embedded in the binary, so nothing else is copied. See README.md, "Containers".
 
 FROM rust:1-bookworm AS build
@@ -10,6 +11,9 @@ COPY db db
 RUN cargo build --release --locked
 
 FROM debian:bookworm-slim
+# OpenSSL for TLS to the database (sslmode=...), and the system's authorities for sslrootcert=system.
+RUN apt-get update && apt-get install -y --no-install-recommends libssl3 ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/trips /usr/local/bin/trips
 RUN useradd --create-home --uid 10001 trips
 USER trips

@@ -13,12 +13,17 @@ as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# Installs the server, PostGIS and pg_cron from Debian's packages if any is missing.
+# Installs the server, PostGIS and pg_cron from Debian's packages if any is missing, and what building
+# trips needs (OpenSSL's headers).
 ensure_postgis() {
     local packages=()
     [ -x "$PG_BIN/postgres" ] || packages+=("postgresql-$PG_VERSION" "postgresql-client-$PG_VERSION")
     [ -f "/usr/share/postgresql/$PG_VERSION/extension/postgis.control" ] || packages+=("postgresql-$PG_VERSION-postgis-3")
     [ -f "/usr/share/postgresql/$PG_VERSION/extension/pg_cron.control" ] || packages+=("postgresql-$PG_VERSION-cron")
+    # Building trips (TLS through OpenSSL) and making the tests' certificates.
+    [ -f /usr/include/openssl/ssl.h ] || packages+=(libssl-dev)
+    command -v pkg-config >/dev/null || packages+=(pkg-config)
+    command -v openssl >/dev/null || packages+=(openssl)
     if [ ${#packages[@]} -gt 0 ]; then
         log "installing ${packages[*]} (apt-get)"
         as_root apt-get update -qq

@@ -35,6 +35,8 @@ pub enum Command {
     Refresh,
     /// Apply the database schema (also done automatically by every command that uses the database).
     Migrate,
+    /// Create the group roles trips_loader and trips_reader and grant them what they need (run as the owner).
+    Roles,
     /// Write synthetic trips as CSV in the input format to stdout (for benchmarks and tests).
     Gen(GenArgs),
 }

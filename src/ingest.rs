@@ -118,7 +118,8 @@ pub fn ingest_file(
             Outcome::Skipped { job, earlier }
         }
         Err(e) => {
-            let error = format!("{e:#}");
+            // Redacted before it is stored: job records and notifications never carry a password.
+            let error = crate::conninfo::redact(&format!("{e:#}"));
             control.execute(
                 "UPDATE ingest_jobs
                     SET state = 'failed', error = $2, rows = 0, rejected = $3, finished_at = now()

@@ -2,6 +2,7 @@
 //! and turns outcomes into messages and exit codes (documented in README.md).
 
 mod cli;
+mod conninfo;
 mod copy;
 mod db;
 mod generate;
@@ -45,8 +46,16 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("info,postgres=warn,tokio_postgres=warn"),
     )
-    .format_timestamp(None)
-    .format_target(false)
+    // Every log line goes through redact(): no password of a connection string is ever printed.
+    .format(|buf, record| {
+        use std::io::Write;
+        writeln!(
+            buf,
+            "[{:<5}] {}",
+            record.level(),
+            conninfo::redact(&record.args().to_string())
+        )
+    })
     .init();
     let cli = Cli::parse();
     let url = cli
@@ -56,6 +65,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Gen(args) => generate::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Migrate => open(&url).map(|_| ExitCode::SUCCESS),
+        Command::Roles => open(&url).and_then(|mut c| roles(&mut c)),
         Command::Ingest(args) => ingest(&url, &args),
         Command::Watch(args) => watch(&url, &args),
         Command::Jobs(args) => jobs(&url, &args),
@@ -79,7 +89,15 @@ fn main() -> ExitCode {
         if is_broken_pipe(&e) {
             return ExitCode::SUCCESS;
         }
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", conninfo::redact(&format!("{e:#}")));
+        if is_permission_denied(&e) {
+            eprintln!(
+                "hint: connected to {}. Loading needs a login in the role trips_loader, reading one in \
+                 trips_reader; schema changes and `trips refresh` need the owner of the tables \
+                 (README.md, \"Roles\").",
+                db::describe(&url)
+            );
+        }
         if e.downcast_ref::<Usage>().is_some() {
             ExitCode::from(EXIT_USAGE)
         } else {
@@ -93,8 +111,9 @@ fn open(url: &str) -> Result<postgres::Client> {
     let mut client = db::connect(url)?;
     let v = db::check_server(&mut client)?;
     log::debug!(
-        "connected to {}: PostgreSQL {}, PostGIS {}",
+        "connected to {} ({}): PostgreSQL {}, PostGIS {}",
         db::describe(url),
+        v.transport,
         v.postgres,
         v.postgis.as_deref().unwrap_or("?")
     );
@@ -154,7 +173,10 @@ fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
             Outcome::Failed { job, error } => {
                 failed += 1;
                 let job = job.map(|j| format!(" [job {j}]")).unwrap_or_default();
-                eprintln!("error: failed to load {file}{job}: {error}");
+                eprintln!(
+                    "error: failed to load {file}{job}: {}",
+                    conninfo::redact(&error)
+                );
             }
         }
     }
@@ -250,6 +272,34 @@ fn jobs(url: &str, args: &cli::JobsArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `trips roles`: creates the two group roles (if missing) and grants them what db/012_roles.sql lists.
+fn roles(client: &mut postgres::Client) -> Result<ExitCode> {
+    let said: String = client.query_one("SELECT trips_roles()", &[])?.get(0);
+    let ready: bool = client
+        .query_one(
+            "SELECT count(*) = 2 FROM pg_roles WHERE rolname IN ('trips_reader', 'trips_loader')",
+            &[],
+        )?
+        .get(0);
+    if !ready {
+        anyhow::bail!("{said}");
+    }
+    eprintln!(
+        "{said}. Give each person or service a login of its own, for example:\n  \
+         CREATE ROLE alice LOGIN PASSWORD '...' IN ROLE trips_reader;   -- queries, trips groups, weekly-avg\n  \
+         CREATE ROLE etl LOGIN PASSWORD '...' IN ROLE trips_loader;     -- trips ingest, trips watch"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn is_permission_denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<postgres::Error>()
+            .and_then(|pg| pg.code())
+            .is_some_and(|code| *code == postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+    })
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

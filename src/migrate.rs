@@ -50,6 +50,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "011_area_counts_backfill.sql",
         include_str!("../db/011_area_counts_backfill.sql"),
     ),
+    (12, "012_roles.sql", include_str!("../db/012_roles.sql")),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.
@@ -62,12 +63,110 @@ fn checksum(sql: &str) -> String {
         .collect()
 }
 
-/// Applies what is missing; returns the names of the files applied now.
+/// Applies what is missing; returns the names of the files applied now. A database that is up to date is
+/// only read, so any role that may read it can run every command; one that needs migrations needs the
+/// owner, and anyone else gets a message saying so.
 pub fn migrate(client: &mut Client) -> Result<Vec<&'static str>> {
+    if pending(client)?.is_empty() {
+        return Ok(Vec::new());
+    }
+    check_may_migrate(client)?;
     client.execute("SELECT pg_advisory_lock($1, $2)", &[&LOCK.0, &LOCK.1])?;
     let result = apply_missing(client);
     client.execute("SELECT pg_advisory_unlock($1, $2)", &[&LOCK.0, &LOCK.1])?;
     result
+}
+
+/// The migrations this database lacks, after checking that those it has are the ones this binary knows.
+fn pending(client: &mut Client) -> Result<Vec<&'static str>> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?
+        .get(0);
+    let applied: Vec<(i32, String, String)> = if exists {
+        client
+            .query(
+                "SELECT version, name, sha256 FROM schema_migrations ORDER BY version",
+                &[],
+            )
+            .context("while reading schema_migrations")?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if let Some((v, name, _)) = applied
+        .iter()
+        .find(|(v, ..)| !MIGRATIONS.iter().any(|m| m.0 == *v))
+    {
+        bail!(
+            "the database has schema version {v} ({name}), which this trips binary does not know: \
+             it is older than the schema; use a newer trips binary"
+        );
+    }
+    let mut missing = Vec::new();
+    for &(version, name, sql) in MIGRATIONS {
+        match applied.iter().find(|(v, ..)| *v == version) {
+            Some((_, _, recorded)) if *recorded != checksum(sql) => bail!(
+                "db/{name} was changed after it was applied to this database (recorded sha256 {recorded}, \
+                 now {}); never edit an applied migration: restore it and add a new numbered file",
+                checksum(sql)
+            ),
+            Some(_) => {}
+            None => missing.push(name),
+        }
+    }
+    Ok(missing)
+}
+
+/// Fails with a plain sentence when the connected role cannot apply migrations: it must be the owner of the
+/// schema's tables (or a member of that role), or, on an empty database, be allowed to create tables.
+fn check_may_migrate(client: &mut Client) -> Result<()> {
+    let row = client.query_one(
+        "SELECT current_user::text,
+                (SELECT tableowner::text FROM pg_tables
+                  WHERE tablename = 'schema_migrations' AND schemaname = current_schema())",
+        &[],
+    )?;
+    let (user, owner): (String, Option<String>) = (row.get(0), row.get(1));
+    let version: i32 = match owner {
+        Some(_) => client
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                &[],
+            )?
+            .get(0),
+        None => 0,
+    };
+    let allowed: bool = match &owner {
+        Some(owner) => client
+            .query_one(
+                "SELECT pg_has_role(current_user, $1::text::name, 'USAGE')",
+                &[owner],
+            )?
+            .get(0),
+        None => client
+            .query_one(
+                "SELECT has_schema_privilege(current_schema(), 'CREATE')",
+                &[],
+            )?
+            .get(0),
+    };
+    if allowed {
+        return Ok(());
+    }
+    let latest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+    Err(match owner {
+        Some(owner) => anyhow::anyhow!(
+            "the database's schema is at version {version} and this trips binary needs version {latest}; \
+             only the owner of the trips tables, {owner}, can apply it (you are connected as {user}): ask \
+             them to run `trips migrate` with this binary"
+        ),
+        None => anyhow::anyhow!(
+            "the database has no trips schema yet and {user} may not create tables in it: the database \
+             owner must run `trips migrate` once"
+        ),
+    })
 }
 
 fn apply_missing(client: &mut Client) -> Result<Vec<&'static str>> {
@@ -80,35 +179,10 @@ fn apply_missing(client: &mut Client) -> Result<Vec<&'static str>> {
                  applied_at timestamptz NOT NULL DEFAULT now())",
         )
         .context("while creating the schema_migrations table")?;
-    let applied: Vec<(i32, String, String)> = client
-        .query(
-            "SELECT version, name, sha256 FROM schema_migrations ORDER BY version",
-            &[],
-        )?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    if let Some((v, name, _)) = applied
-        .iter()
-        .find(|(v, ..)| !MIGRATIONS.iter().any(|m| m.0 == *v))
-    {
-        bail!(
-            "the database has schema version {v} ({name}), which this trips binary does not know: \
-             it is older than the schema; use a newer trips binary"
-        );
-    }
+    let missing = pending(client)?;
     let mut done = Vec::new();
-    for &(version, name, sql) in MIGRATIONS {
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| missing.contains(&m.1)) {
         let sum = checksum(sql);
-        if let Some((_, _, recorded)) = applied.iter().find(|(v, ..)| *v == version) {
-            if *recorded != sum {
-                bail!(
-                    "db/{name} was changed after it was applied to this database (recorded sha256 {recorded}, \
-                     now {sum}); never edit an applied migration: restore it and add a new numbered file"
-                );
-            }
-            continue;
-        }
         let mut tx = client.transaction()?;
         tx.batch_execute(sql)
             .with_context(|| format!("while applying db/{name}"))?;

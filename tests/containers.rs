@@ -117,6 +117,8 @@ fn dockerfile_builds_like_the_scripts_and_ships_only_the_binary() {
         dockerfile.contains("COPY --from=build /src/target/release/trips /usr/local/bin/trips")
     );
     assert!(dockerfile.contains("ENTRYPOINT [\"trips\"]"));
+    // The binary links OpenSSL (TLS to the database): the run stage must have the library.
+    assert!(dockerfile.contains("libssl3"));
     // Cargo.lock is committed, so --locked can work.
     assert!(
         Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -149,6 +149,52 @@ impl TestDb {
     }
 }
 
+/// A login role of the test cluster, member of `group`, dropped on drop.
+pub struct Login {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// A new login in `group` (trips_loader or trips_reader), with this database's URL for it. The schema
+    /// (and so the group roles) must exist: run a trips command first.
+    pub fn login(&self, group: &str) -> Login {
+        let name = format!("{}_{}", self.name, group.trim_start_matches("trips_"));
+        let mut admin = Client::connect(&admin_url(), NoTls).unwrap();
+        admin
+            .batch_execute(&format!(
+                "DROP ROLE IF EXISTS {name}; CREATE ROLE {name} LOGIN IN ROLE {group}"
+            ))
+            .unwrap();
+        let url = self.url.replacen("://trips@", &format!("://{name}@"), 1);
+        Login { name, url }
+    }
+
+    /// Runs trips connected with `url` instead of this database's owner URL.
+    pub fn trips_with(&self, url: &str, args: &[&str]) -> Run {
+        Run::from(
+            self.command(args)
+                .env("DATABASE_URL", url)
+                .output()
+                .expect("run trips"),
+        )
+    }
+}
+
+impl Login {
+    pub fn client(&self) -> Client {
+        Client::connect(&self.url, NoTls).expect("connect as the test login")
+    }
+}
+
+impl Drop for Login {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = Client::connect(&admin_url(), NoTls) {
+            let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {}", self.name));
+        }
+    }
+}
+
 /// The rows of a query, each as its record text.
 pub fn rows_as_text(client: &mut Client, sql: &str) -> Vec<String> {
     let sql = sql.trim().trim_end_matches(';');
