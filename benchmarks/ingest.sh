@@ -59,9 +59,7 @@ for run in $(seq "$REPEAT"); do
     if [ "$ROWS" -le 2000000 ] && command -v ogr2ogr >/dev/null; then
         sync
         t0=$(now)
-        ogr2ogr -f PostgreSQL "PG:host=127.0.0.1 port=$PORT user=trips dbname=$DB" "$WORK/trips.csv" \
-            -nln ogr_trips -oo GEOM_POSSIBLE_NAMES=origin_coord,destination_coord -oo KEEP_GEOM_COLUMNS=NO \
-            -a_srs EPSG:4326 --config PG_USE_COPY YES -gt 65536
+        ogr2ogr_load "$DB" "$WORK/trips.csv"
         t1=$(now)
         record ogr2ogr "$run" "$(elapsed "$t0" "$t1")" "$(q 'SELECT count(*) FROM ogr_trips')" "$(q "SELECT pg_total_relation_size('ogr_trips')")"
         q "DROP TABLE ogr_trips"

@@ -52,6 +52,8 @@ RAW=$OUT/raw.csv
 echo "size,metric,method,run,value" >"$RAW"
 record() { echo "$1,$2,$3,$4,$5" >>"$RAW"; log "  $2 $3 run $4: $5"; }
 
+elapsed_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) * 1000 }'; }
+
 # time_sql SIZE LABEL REPS SQL: the server round trip of SQL as psql's \timing sees it, REPS times.
 time_sql() {
     local n=$1 label=$2 reps=$3 sql=${4%;} i=0
@@ -125,9 +127,7 @@ for n in "${SIZES[@]}"; do
         "$TRIPS" gen --rows "$n" --seed 42 >"$WORK/trips.csv"
         sync
         t0=$(now)
-        ogr2ogr -f PostgreSQL "PG:host=127.0.0.1 port=$PORT user=trips dbname=$DB" "$WORK/trips.csv" \
-            -nln ogr_trips -oo GEOM_POSSIBLE_NAMES=origin_coord,destination_coord -oo KEEP_GEOM_COLUMNS=NO \
-            -a_srs EPSG:4326 --config PG_USE_COPY YES -gt 65536
+        ogr2ogr_load "$DB" "$WORK/trips.csv"
         t1=$(now)
         record "$n" ingest_seconds ogr2ogr 1 "$(elapsed "$t0" "$t1")"
         q "DROP TABLE ogr_trips"
@@ -140,13 +140,13 @@ for n in "${SIZES[@]}"; do
 
     log "queries"
     t0=$(now); "$TRIPS" groups --top 20 >/dev/null; t1=$(now)   # the snapshot is stale: sums the rollup
-    record "$n" query_ms groups_top20_rollup 1 "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) * 1000 }')"
+    record "$n" query_ms groups_top20_rollup 1 "$(elapsed_ms "$t0" "$t1")"
     t0=$(now); q "SELECT refresh_trip_groups()" >/dev/null; t1=$(now)
     record "$n" maintenance_seconds refresh_trip_groups 1 "$(elapsed "$t0" "$t1")"
     storage "$n"
     for run in $(seq 10); do
         t0=$(now); "$TRIPS" groups --top 20 >/dev/null; t1=$(now)
-        record "$n" query_ms groups_top20_snapshot "$run" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) * 1000 }')"
+        record "$n" query_ms groups_top20_snapshot "$run" "$(elapsed_ms "$t0" "$t1")"
     done
     "$REPO/target/release/examples/weekly_avg_bench" "$DATABASE_URL" "$AREAS" "$plain" 7 \
         >"$OUT/latency-$n.csv" 2>"$OUT/mismatches-$n.txt"
