@@ -94,7 +94,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "hint: connected to {}. Loading needs a login in the role trips_loader, reading one in \
                  trips_reader; schema changes and `trips refresh` need the owner of the tables \
-                 (README.md, \"Roles\").",
+                 (README.md, \"Roles, TLS, passwords\").",
                 db::describe(&url)
             );
         }
@@ -173,10 +173,8 @@ fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
             Outcome::Failed { job, error } => {
                 failed += 1;
                 let job = job.map(|j| format!(" [job {j}]")).unwrap_or_default();
-                eprintln!(
-                    "error: failed to load {file}{job}: {}",
-                    conninfo::redact(&error)
-                );
+                // A job's error was redacted where it is stored (ingest.rs); opening a file names only the file.
+                eprintln!("error: failed to load {file}{job}: {error}");
             }
         }
     }
