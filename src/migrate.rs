@@ -179,6 +179,7 @@ fn apply_missing(client: &mut Client) -> Result<Vec<&'static str>> {
                  applied_at timestamptz NOT NULL DEFAULT now())",
         )
         .context("while creating the schema_migrations table")?;
+    // Read again under the lock: another binary may have applied some while this one waited.
     let missing = pending(client)?;
     let mut done = Vec::new();
     for &(version, name, sql) in MIGRATIONS.iter().filter(|m| missing.contains(&m.1)) {
