@@ -3,9 +3,10 @@
 //! Two connections are used. `control` runs in autocommit: it opens the job (and holds the job's session
 //! lock, see db/003_ingest_jobs.sql), hands out region/datasource keys, and writes progress and failures,
 //! all visible to others at once. `load` runs the file's single transaction: create the job's staging tables,
-//! binary COPY every valid row into one and the file's group tally into the other, then `ingest_finish`
-//! attaches both as partitions, adds the region/datasource tally and marks the job done in the same commit
-//! (db/006_ingest.sql). Any error before that commit rolls the whole file back.
+//! binary COPY every valid row into one, the file's group tally into another and its area points into the
+//! third, add its area cell counts to trip_area_counts, then `ingest_finish` attaches the three as
+//! partitions, adds the region/datasource tally and marks the job done in the same commit
+//! (db/006_ingest.sql, db/013_area_points_by_job.sql). Any error before that commit rolls the whole file back.
 
 use crate::copy::{AreaCell, CellPoints, GroupRow, RowEncoder};
 use crate::input::{self, Input};
@@ -323,6 +324,13 @@ fn key(
     Ok(k)
 }
 
+/// The job's own tables (db/006_ingest.sql), attached as partitions when the load finishes.
+struct Staging {
+    trips: String,
+    groups: String,
+    points: String,
+}
+
 struct Rejects {
     path: PathBuf,
     writer: csv::Writer<std::fs::File>,
@@ -349,12 +357,17 @@ impl Loader<'_> {
         let mut tx = load.transaction()?;
         let staging = tx
             .query_one(
-                "SELECT trips::text, groups::text FROM ingest_create_staging($1)",
+                "SELECT trips::text, groups::text, ingest_job_table('trip_area_points', $1)
+                   FROM ingest_create_staging($1)",
                 &[&self.job],
             )
             .context("while creating the staging tables")?;
-        let (trips_table, groups_table): (String, String) = (staging.get(0), staging.get(1));
-        let mut copy = copy_into(&mut tx, &trips_table, true)?;
+        let tables = Staging {
+            trips: staging.get(0),
+            groups: staging.get(1),
+            points: staging.get(2),
+        };
+        let mut copy = copy_into(&mut tx, &tables.trips, true)?;
         let mut csv = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -419,9 +432,9 @@ impl Loader<'_> {
                         rows.finish(&mut copy)
                             .context("while sending rows to the database")?;
                         copy.finish().context("while finishing the COPY")?;
-                        self.copy_tallies(&mut tx, &groups_table, &mut groups, &mut areas)?;
+                        self.copy_tallies(&mut tx, &tables, &mut groups, &mut areas)?;
                         rows = RowEncoder::new();
-                        copy = copy_into(&mut tx, &trips_table, true)?;
+                        copy = copy_into(&mut tx, &tables.trips, true)?;
                     }
                 }
                 Err(invalid) => self.refuse(&layout, &record, invalid)?,
@@ -442,7 +455,7 @@ impl Loader<'_> {
         rows.finish(&mut copy)
             .context("while sending rows to the database")?;
         copy.finish().context("while finishing the COPY")?;
-        self.copy_tallies(&mut tx, &groups_table, &mut groups, &mut areas)?;
+        self.copy_tallies(&mut tx, &tables, &mut groups, &mut areas)?;
         self.copy_area_counts(&mut tx, &areas)?;
         if self.rows == 0 {
             log::warn!("{}: no trips in the file (only a header)", self.name);
@@ -491,13 +504,13 @@ impl Loader<'_> {
     fn copy_tallies(
         &self,
         tx: &mut postgres::Transaction<'_>,
-        groups_table: &str,
+        tables: &Staging,
         groups: &mut Tally<GroupRow>,
         areas: &mut AreaTally,
     ) -> Result<()> {
         let started = Instant::now();
         let (group_rows, points) = (groups.0.len(), areas.buffered);
-        let copy = copy_into(tx, groups_table, true)?;
+        let copy = copy_into(tx, &tables.groups, true)?;
         let job = self.job;
         copy_rows(
             copy,
@@ -511,15 +524,16 @@ impl Loader<'_> {
             },
         )?;
         groups.0.clear();
-        let copy = copy_into(tx, "trip_area_points", false)?;
+        let groups_done = started.elapsed().as_secs_f64();
+        let copy = copy_into(tx, &tables.points, true)?;
         copy_rows(copy, "area points", &areas.points, |rows, (key, points)| {
             rows.area_points(job, key, points);
             Ok(())
         })?;
         areas.count_and_clear();
         log::debug!(
-            "sent {group_rows} group rows and {points} area points in {:.2} s",
-            started.elapsed().as_secs_f64()
+            "sent {group_rows} group rows in {groups_done:.2} s and {points} area points in {:.2} s",
+            started.elapsed().as_secs_f64() - groups_done
         );
         Ok(())
     }

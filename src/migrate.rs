@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../db/011_area_counts_backfill.sql"),
     ),
     (12, "012_roles.sql", include_str!("../db/012_roles.sql")),
+    (
+        13,
+        "013_area_points_by_job.sql",
+        include_str!("../db/013_area_points_by_job.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.

@@ -62,6 +62,7 @@ fn a_loader_login_ingests_and_watches_and_can_change_nothing_else() {
         "UPDATE region_datasource_stats SET trips = 0",
         // The job's own table, once attached, is closed to the loader.
         "INSERT INTO trip_rows_job_1 VALUES (1, 1, 1, now(), 0, 0, 0, 0)",
+        "INSERT INTO trip_area_points VALUES (1, 1, 0, 0, 1, '{0}', '{0}', '{2020-01-01}', '{0}', '{0}')",
         "SELECT rebuild_rollups()",
         "REFRESH MATERIALIZED VIEW trip_groups",
         "UPDATE ingest_jobs SET file = 'x'",
