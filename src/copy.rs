@@ -11,7 +11,6 @@ use std::io::{self, Write};
 /// Buffer size at which the loader hands the rows to the connection.
 pub const FLUSH_AT: usize = 1 << 20;
 
-const INT2_OID: u32 = 21;
 const INT4_OID: u32 = 23;
 const TIMESTAMP_OID: u32 = 1114;
 
@@ -44,21 +43,20 @@ impl RowEncoder {
         }
     }
 
-    /// A `trip_group_counts` row (db/014_group_tally_by_source.sql): job, region, bucket, the four cell
-    /// indices, trips, first and last departure, then the datasources and their trips as arrays.
-    pub fn group(&mut self, job: i32, key: &GroupKey, totals: &GroupTotals) {
-        self.start(12);
+    /// A `trip_group_counts` row: job, region, bucket, datasource, the four cell indices, trips, first and
+    /// last departure.
+    pub fn group(&mut self, job: i32, key: &GroupRow, trips: i32, first: i64, last: i64) {
+        self.start(11);
         self.field(&job.to_be_bytes());
         self.field(&key.region.to_be_bytes());
         self.field(&key.bucket.to_be_bytes());
+        self.field(&key.datasource.to_be_bytes());
         for v in key.origin.iter().chain(&key.destination) {
             self.field(&v.to_be_bytes());
         }
-        self.field(&totals.trips.to_be_bytes());
-        self.field(&totals.first.to_be_bytes());
-        self.field(&totals.last.to_be_bytes());
-        self.array(INT2_OID, &totals.datasources, |v| v.to_be_bytes());
-        self.array(INT4_OID, &totals.datasource_trips, |v| v.to_be_bytes());
+        self.field(&trips.to_be_bytes());
+        self.field(&first.to_be_bytes());
+        self.field(&last.to_be_bytes());
     }
 
     /// A `trip_area_counts` row: job, side, level, cell, trips.
@@ -137,23 +135,15 @@ impl RowEncoder {
     }
 }
 
-/// The key of a similar-trip group: region, origin and destination cells, time-of-day bucket.
-#[derive(Hash, PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
-pub struct GroupKey {
+/// The key of a similar-trip group of one datasource: region, origin and destination cells, time-of-day
+/// bucket.
+#[derive(Hash, PartialEq, Eq)]
+pub struct GroupRow {
     pub region: i16,
     pub origin: [i32; 2],
     pub destination: [i32; 2],
     pub bucket: i16,
-}
-
-/// A group's trips, first and last departure, and its trips per datasource (ids ascending).
-#[derive(Default)]
-pub struct GroupTotals {
-    pub trips: i32,
-    pub first: i64,
-    pub last: i64,
-    pub datasources: Vec<i16>,
-    pub datasource_trips: Vec<i32>,
+    pub datasource: i16,
 }
 
 /// A cell of the area pyramid (db/009_area_counts.sql): which end of the trip, level, cell indices.
@@ -206,31 +196,20 @@ mod tests {
     }
 
     #[test]
-    fn a_group_row_has_twelve_fields_ending_in_two_arrays() {
-        let key = GroupKey {
+    fn a_group_row_has_eleven_fields() {
+        let key = GroupRow {
             region: 1,
             origin: [2, 3],
             destination: [4, 5],
             bucket: 6,
-        };
-        let totals = GroupTotals {
-            trips: 10,
-            first: 11,
-            last: 12,
-            datasources: vec![1, 3],
-            datasource_trips: vec![4, 6],
+            datasource: 7,
         };
         let mut enc = RowEncoder::new();
-        enc.group(9, &key, &totals);
+        enc.group(9, &key, 10, 11, 12);
         let body = body(enc);
-        // field count; 2 int2, 6 int4 and 2 int8 fields, each with its 4-byte length; an int2[2] and an
-        // int4[2] (length, 20 bytes of header, each element with its length); the trailer.
-        let arrays = (4 + 20 + 2 * 6) + (4 + 20 + 2 * 8);
-        assert_eq!(body.len(), 2 + 2 * 6 + 6 * 8 + 2 * 12 + arrays + 2);
-        assert_eq!(&body[..2], &12i16.to_be_bytes());
-        let ids = 2 + 2 * 6 + 6 * 8 + 2 * 12;
-        assert_eq!(&body[ids + 12..ids + 16], &INT2_OID.to_be_bytes());
-        assert_eq!(&body[ids + 24..ids + 30], &[0, 0, 0, 2, 0, 1]);
+        // field count, then 3 int2, 6 int4 and 2 int8 fields, each with its 4-byte length, then the trailer.
+        assert_eq!(body.len(), 2 + 3 * 6 + 6 * 8 + 2 * 12 + 2);
+        assert_eq!(&body[..2], &11i16.to_be_bytes());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! partitions, adds the region/datasource tally and marks the job done in the same commit
 //! (db/006_ingest.sql, db/013_area_points_by_job.sql). Any error before that commit rolls the whole file back.
 
-use crate::copy::{AreaCell, CellPoints, GroupKey, GroupTotals, RowEncoder};
+use crate::copy::{AreaCell, CellPoints, GroupRow, RowEncoder};
 use crate::input::{self, Input};
 use crate::parse::{self, Invalid, Layout};
 use crate::status::{self, Printer};
@@ -200,37 +200,6 @@ impl<K: std::hash::Hash + Eq> Tally<K> {
         }
         cols
     }
-}
-
-/// The tally's rows: one per group, its datasources gathered in ascending order, as
-/// rebuild_rollups() writes them (db/014_group_tally_by_source.sql).
-fn tally_rows(
-    groups: &Tally<(GroupKey, i16)>,
-) -> impl Iterator<Item = Result<(GroupKey, GroupTotals)>> + '_ {
-    let mut entries: Vec<_> = groups.0.iter().collect();
-    entries.sort_unstable_by_key(|(key, _)| **key);
-    let mut entries = entries.into_iter().peekable();
-    std::iter::from_fn(move || {
-        let (&(key, _), _) = *entries.peek()?;
-        let mut totals = GroupTotals {
-            first: i64::MAX,
-            last: i64::MIN,
-            ..GroupTotals::default()
-        };
-        while let Some((&(_, source), &(n, first, last))) = entries.next_if(|e| e.0.0 == key) {
-            let Ok(n) = i32::try_from(n) else {
-                return Some(Err(anyhow!(
-                    "a group holds more than 2^31 trips of one file; split the file"
-                )));
-            };
-            totals.trips += n;
-            totals.first = totals.first.min(first);
-            totals.last = totals.last.max(last);
-            totals.datasources.push(source);
-            totals.datasource_trips.push(n);
-        }
-        Some(Ok((key, totals)))
-    })
 }
 
 /// The grid of similar-trip groups (db/005_rollups.sql, trip_group_grid).
@@ -443,13 +412,14 @@ impl Loader<'_> {
                     rows.trip(self.job, region, source, &trip);
                     stats.add((region, source), trip.departed_at);
                     let cells = |p: [i32; 2]| [grid.cell(p[0]), grid.cell(p[1])];
-                    let group = GroupKey {
+                    let group = GroupRow {
                         region,
                         origin: cells(trip.origin),
                         destination: cells(trip.destination),
                         bucket: grid.bucket(trip.departed_at),
+                        datasource: source,
                     };
-                    groups.add((group, source), trip.departed_at);
+                    groups.add(group, trip.departed_at);
                     areas.add(&trip);
                     self.rows += 1;
                     if rows.is_full() {
@@ -535,18 +505,24 @@ impl Loader<'_> {
         &self,
         tx: &mut postgres::Transaction<'_>,
         tables: &Staging,
-        groups: &mut Tally<(GroupKey, i16)>,
+        groups: &mut Tally<GroupRow>,
         areas: &mut AreaTally,
     ) -> Result<()> {
         let started = Instant::now();
         let (group_rows, points) = (groups.0.len(), areas.buffered);
         let copy = copy_into(tx, &tables.groups, true)?;
         let job = self.job;
-        copy_rows(copy, "group tallies", tally_rows(groups), |rows, row| {
-            let (key, totals) = row?;
-            rows.group(job, &key, &totals);
-            Ok(())
-        })?;
+        copy_rows(
+            copy,
+            "group tallies",
+            &groups.0,
+            |rows, (key, &(trips, first, last))| {
+                let trips = i32::try_from(trips)
+                    .context("a group holds more than 2^31 trips of one file; split the file")?;
+                rows.group(job, key, trips, first, last);
+                Ok(())
+            },
+        )?;
         groups.0.clear();
         let groups_done = started.elapsed().as_secs_f64();
         let copy = copy_into(tx, &tables.points, true)?;

@@ -56,11 +56,6 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "013_area_points_by_job.sql",
         include_str!("../db/013_area_points_by_job.sql"),
     ),
-    (
-        14,
-        "014_group_tally_by_source.sql",
-        include_str!("../db/014_group_tally_by_source.sql"),
-    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.
