@@ -18,7 +18,7 @@ bench_start
 trap 'git -C "$REPO" worktree remove --force "$WORK/base" 2>/dev/null; bench_cleanup' EXIT
 git -C "$REPO" worktree add --quiet --detach "$WORK/base" HEAD
 git -C "$REPO" diff HEAD -- src | git -C "$WORK/base" apply --allow-empty   # uncommitted changes too
-TALLY='^\( *\)groups\.add((group, source), trip\.departed_at);$'
+TALLY='^\( *\)groups\.add(group, trip\.departed_at);$'
 grep -q "$TALLY" "$WORK/base/src/ingest.rs" || { log "src/ingest.rs no longer has the group tally line"; exit 1; }
 sed -i "s/$TALLY/\1let _ = group; \/\/ benchmarks\/groups.sh: no group tally/" "$WORK/base/src/ingest.rs"
 (cd "$WORK/base" && cargo build --release --quiet --target-dir "$WORK/base-target")

@@ -101,6 +101,22 @@ fn groups_equal_the_definition_at_every_supported_resolution_and_refresh_agrees(
         db.rows(&groups_by_definition(0.05, 6))
     );
 
+    // Each group's trips per datasource equal the trips'.
+    assert_eq!(
+        db.rows(
+            "SELECT region, ST_AsBinary(origin_cell), ST_AsBinary(destination_cell), time_bucket, by_datasource
+               FROM trip_groups_live ORDER BY 1, 2, 3, 4"
+        ),
+        db.rows(
+            "SELECT region, o, d, b, jsonb_object_agg(datasource, n)
+               FROM (SELECT region, ST_AsBinary(ST_SnapToGrid(origin, 0.01)) AS o,
+                            ST_AsBinary(ST_SnapToGrid(destination, 0.01)) AS d,
+                            extract(hour FROM departed_at)::int AS b, datasource, count(*) AS n
+                       FROM trips GROUP BY 1, 2, 3, 4, 5) AS per_datasource
+              GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+        )
+    );
+
     let counts = "SELECT * FROM trip_group_counts ORDER BY 1, 2, 3, 4, 5, 6, 7, 8";
     let incremental = db.rows(counts);
     assert_eq!(
