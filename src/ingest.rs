@@ -324,7 +324,8 @@ fn key(
     Ok(k)
 }
 
-/// The job's own tables (db/006_ingest.sql), attached as partitions when the load finishes.
+/// The job's own tables (db/006_ingest.sql, db/013_area_points_by_job.sql), attached as partitions when
+/// the load finishes.
 struct Staging {
     trips: String,
     groups: String,
