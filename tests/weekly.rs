@@ -5,6 +5,7 @@ mod common;
 
 use common::{HEADER, TestDb, sample};
 use postgres::Client;
+use sha2::Digest;
 
 /// xorshift64*: the same seed gives the same trips and areas.
 struct Rng(u64);
@@ -490,4 +491,96 @@ fn trips_loaded_before_the_area_pyramid_are_backfilled_by_the_migration() {
     let plain = plain_avg(&mut client, area, "either", None);
     assert_eq!(plain, 29.0 / 5.0);
     assert_eq!(weekly_avg(&mut client, area, "either", None), plain);
+}
+
+#[test]
+fn area_points_loaded_before_db_013_move_into_a_partition_per_job() {
+    let db = TestDb::new("weekly_013");
+    let mut c = db.client();
+    // The schema as it was before db/013, applied and recorded the way `trips migrate` does it.
+    c.batch_execute(
+        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+                                         sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/db"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.as_str() < "013")
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 12);
+    for (i, name) in names.iter().enumerate() {
+        let sql =
+            std::fs::read_to_string(format!("{}/db/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let sum: String = sha2::Sha256::digest(sql.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        c.batch_execute(&sql).unwrap();
+        c.execute(
+            "INSERT INTO schema_migrations (version, name, sha256) VALUES ($1, $2, $3)",
+            &[&(i as i32 + 1), name, &sum],
+        )
+        .unwrap();
+    }
+    // Two files' trips, loaded through the functions the loader called then, and their area pyramid in the
+    // one shared table of that schema.
+    for (job, seed) in [(1, 7919), (2, 104_729)] {
+        c.batch_execute(&format!(
+            "SELECT ingest_job_open('file{job}.csv', NULL, false);
+             UPDATE ingest_jobs SET state = 'loading' WHERE id = {job};
+             SELECT ingest_create_staging({job});
+             INSERT INTO trip_rows_job_{job}
+             SELECT {job}, dimension_id('regions', 'Turin'), dimension_id('datasources', 'ds' || g % 3),
+                    timestamp '2018-05-01' + (g * {seed} % 40000) * interval '1 minute',
+                    76000000 + g * {seed} % 2000000, 450000000 + g * 31 * {seed} % 2000000,
+                    76000000 + g * 7 * {seed} % 2000000, 450000000 + g * 13 * {seed} % 2000000
+               FROM generate_series(1::bigint, 3000) AS g;
+             SELECT ingest_finish({job}, 'sha{job}', 3000, 0, '{{}}', '{{}}', '{{}}', '{{}}', '{{}}');"
+        ))
+        .unwrap();
+    }
+    c.batch_execute("SELECT rebuild_rollups(); SELECT rebuild_area_counts();")
+        .unwrap();
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_inherits WHERE inhparent = 'trip_area_points'::regclass"),
+        0,
+        "before db/013 the points are one table"
+    );
+
+    let run = db.trips(&["migrate"]).ok();
+    assert!(
+        run.stderr.contains("applied db/013_area_points_by_job.sql"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.rows(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                  WHERE i.inhparent = 'trip_area_points'::regclass ORDER BY 1"
+        ),
+        ["(trip_area_points_job_1)", "(trip_area_points_job_2)"]
+    );
+    assert_eq!(
+        db.count("SELECT sum(trips)::bigint FROM trip_area_points_job_2 WHERE side = 1"),
+        3000
+    );
+    // The answers are the plain SQL's, before and after a file loaded by this binary.
+    let check = |client: &mut Client| {
+        for area in [
+            "SRID=4326;POLYGON((7.6 45,7.75 45,7.75 45.15,7.6 45.15,7.6 45))",
+            "SRID=4326;POLYGON((7.61 45.02,7.7 45.01,7.74 45.12,7.63 45.09,7.61 45.02))",
+        ] {
+            for by in BY {
+                let plain = plain_avg(client, area, by, None);
+                assert!(plain > 0.0, "{area} {by}: the area holds trips");
+                assert_eq!(weekly_avg(client, area, by, None), plain, "{area} {by}");
+            }
+        }
+    };
+    check(&mut db.client());
+    db.trips(&["ingest", sample().to_str().unwrap()]).ok();
+    assert_eq!(db.count("SELECT count(*) FROM trips"), 6100);
+    check(&mut db.client());
 }
