@@ -54,5 +54,14 @@ ogr2ogr_load() {
         -a_srs EPSG:4326 --config PG_USE_COPY YES -gt 65536
 }
 
+# wait_autovacuum: until no autovacuum worker runs on the cluster, so a timed step does not share the two
+# cores with the clean-up after the step before it (which may belong to the other side of a comparison).
+wait_autovacuum() {
+    while [ "$(psql_at "$PORT" postgres -tAc \
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")" != 0 ]; do
+        sleep 1
+    done
+}
+
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }

@@ -72,8 +72,9 @@ pub struct IngestArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Send the group tally and area points to the database whenever they hold this many entries: the
-    /// loader's memory stays bounded whatever the file's size (about 100 bytes per entry).
+    /// Send the group tally and area points to the database whenever either holds this many entries
+    /// (the points fill first: two per trip, against at most one group entry): the loader's memory stays
+    /// bounded whatever the file's size.
     #[arg(long, default_value_t = 2_000_000, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub tally_limit: u64,

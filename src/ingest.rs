@@ -427,9 +427,10 @@ impl Loader<'_> {
                         rows.write_to(&mut copy)
                             .context("while sending rows to the database")?;
                     }
-                    if groups.0.len() + areas.buffered >= self.opts.tally_limit {
-                        // One COPY at a time per connection: close the trips' COPY, send the tallies,
-                        // and open it again.
+                    if groups.0.len().max(areas.buffered) >= self.opts.tally_limit {
+                        // Either one full sends both, each whole (with a limit on their sum, a 1M-trip
+                        // file sent its points in two COPYs and its groups twice over). One COPY at a
+                        // time per connection: close the trips' COPY, send the tallies, open it again.
                         rows.finish(&mut copy)
                             .context("while sending rows to the database")?;
                         copy.finish().context("while finishing the COPY")?;

@@ -143,6 +143,44 @@ fn groups_equal_the_definition_at_every_supported_resolution_and_refresh_agrees(
 }
 
 #[test]
+fn a_file_sent_in_many_tallies_gives_the_same_groups() {
+    let db = TestDb::new("groups_flushes");
+    // The sample's trips ten times over, and a tally limit of 100 entries: the loader sends its tallies
+    // every 50 trips (the points, two per trip, fill first), so each group gets several rows in the job;
+    // readers add them up.
+    let sample = std::fs::read_to_string(sample()).unwrap();
+    let (header, trips) = sample.split_once('\n').unwrap();
+    let file = db.file("sample10.csv", format!("{header}\n{}", trips.repeat(10)));
+    db.trips(&["ingest", "--tally-limit", "100", &file]).ok();
+    assert_eq!(db.count("SELECT count(*) FROM trips"), 1000);
+    let tally_rows = db.count("SELECT count(*) FROM trip_group_counts");
+    let keys = db.count(
+        "SELECT count(*) FROM (SELECT DISTINCT region_id, time_bucket, datasource_id, origin_x, origin_y,
+                                              dest_x, dest_y FROM trip_group_counts) AS k",
+    );
+    assert!(
+        tally_rows > keys,
+        "expected groups repeated across sends: {tally_rows} rows, {keys} keys"
+    );
+    assert_eq!(
+        db.rows(&groups_stored(1, 60)),
+        db.rows(&groups_by_definition(0.01, 1))
+    );
+    assert_eq!(
+        db.rows(
+            "SELECT region, ST_AsBinary(origin_cell), ST_AsBinary(destination_cell), time_bucket,
+                    first_departure, last_departure
+               FROM trip_groups_live ORDER BY 1, 2, 3, 4"
+        ),
+        db.rows(
+            "SELECT region, ST_AsBinary(ST_SnapToGrid(origin, 0.01)), ST_AsBinary(ST_SnapToGrid(destination, 0.01)),
+                    extract(hour FROM departed_at)::int, min(departed_at), max(departed_at)
+               FROM trips GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+        )
+    );
+}
+
+#[test]
 fn unsupported_resolutions_are_refused_by_sql_too() {
     let db = TestDb::new("groups_sql_errors");
     db.trips(&["migrate"]).ok();
