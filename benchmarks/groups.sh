@@ -6,7 +6,7 @@
 #     by this commit's trips and by the same code with the group tally switched off (the line of
 #     src/ingest.rs that adds a trip to the tally removed, by the sed below; its job's group table stays
 #     empty), each into its own database already holding the same ROWS trips, REPEAT times each, alternating,
-#     each load started once no autovacuum worker runs (the clean-up after the load before it);
+#     each load started from a quiet server (benchmarks/lib.sh, settle);
 #   - `trips groups --top 20` latency, whole command: summing the rollup (snapshot stale, REPEAT runs) and
 #     from a current snapshot (REPEAT x 10 runs).
 #
@@ -42,7 +42,7 @@ done
 for run in $(seq "$REPEAT"); do
     for b in new old; do
         bin=$NEW; [ $b = old ] && bin=$OLD
-        wait_autovacuum
+        settle
         t0=$(now); DATABASE_URL=$(url "groups_$b") "$bin" ingest --force --progress-secs 0 "$WORK/more.csv" 2>/dev/null; t1=$(now)
         record ingest_1M_more $b "$run" "$(elapsed "$t0" "$t1")"
     done

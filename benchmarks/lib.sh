@@ -54,13 +54,16 @@ ogr2ogr_load() {
         -a_srs EPSG:4326 --config PG_USE_COPY YES -gt 65536
 }
 
-# wait_autovacuum: until no autovacuum worker runs on the cluster, so a timed step does not share the two
-# cores with the clean-up after the step before it (which may belong to the other side of a comparison).
-wait_autovacuum() {
+# settle: start a timed step from a quiet server: no autovacuum worker running (the clean-up after the step
+# before it, which may belong to the other side of a comparison), and no dirty pages left to write (a
+# checkpoint, then the kernel's own cache flushed), so each step pays for its own writes only.
+settle() {
     while [ "$(psql_at "$PORT" postgres -tAc \
         "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")" != 0 ]; do
         sleep 1
     done
+    psql_at "$PORT" postgres -c CHECKPOINT
+    sync
 }
 
 now() { date +%s.%N; }

@@ -137,7 +137,7 @@ impl RowEncoder {
 
 /// The key of a similar-trip group of one datasource: region, origin and destination cells, time-of-day
 /// bucket.
-#[derive(Hash, PartialEq, Eq)]
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
 pub struct GroupRow {
     pub region: i16,
     pub origin: [i32; 2],
