@@ -64,7 +64,8 @@ pub fn show(client: &mut Client, args: &GroupsArgs) -> Result<()> {
         return Err(usage("--top and --min-trips must be at least 1".into()));
     }
     // At the stored resolution, the trip_groups snapshot answers in milliseconds when it holds every done
-    // job; otherwise the rollup is summed (exact and current, but its cost grows with the rollup).
+    // job; otherwise the rollup is summed, ranking the groups before building the N shown (exact and
+    // current, but its cost grows with the rollup; db/014_trip_groups_top.sql).
     let stored = factor == 1 && minutes == grid.bucket_min;
     let current: bool = client
         .query_one("SELECT trip_groups_is_current()", &[])?
@@ -72,7 +73,7 @@ pub fn show(client: &mut Client, args: &GroupsArgs) -> Result<()> {
     let source = if stored && current {
         "trip_groups"
     } else {
-        "trip_groups_at($1, $2)"
+        "trip_groups_top($5, $3, $4, $1, $2)"
     };
     let rows = client
         .query(
@@ -82,7 +83,7 @@ pub fn show(client: &mut Client, args: &GroupsArgs) -> Result<()> {
                         (bucket_start + make_interval(mins => $2))::text,
                         trips, first_departure::text, last_departure::text, by_datasource::text
                    FROM {source}
-                  WHERE $1 > 0  -- the cell factor: used by trip_groups_at, typed here for both sources
+                  WHERE $1 > 0  -- the cell factor: used by trip_groups_top, typed here for both sources
                     AND ($3::text IS NULL OR region = $3) AND trips >= $4
                   ORDER BY trips DESC, region, time_bucket, ST_X(origin_cell), ST_Y(origin_cell),
                            ST_X(destination_cell), ST_Y(destination_cell)

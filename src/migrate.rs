@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "013_area_points_by_job.sql",
         include_str!("../db/013_area_points_by_job.sql"),
     ),
+    (
+        14,
+        "014_trip_groups_top.sql",
+        include_str!("../db/014_trip_groups_top.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.

@@ -101,6 +101,28 @@ fn groups_equal_the_definition_at_every_supported_resolution_and_refresh_agrees(
         db.rows(&groups_by_definition(0.05, 6))
     );
 
+    // The N largest, ranked before they are built, are the first N of all the groups, ties included.
+    for (n, region, min_trips, factor, minutes) in [
+        (25, "NULL", 1, 1, "NULL"),
+        (7, "'Turin'", 2, 3, "180"),
+        (400, "NULL", 1, 5, "120"),
+        (10, "'Atlantis'", 1, 1, "NULL"),
+    ] {
+        assert_eq!(
+            db.rows(&format!(
+                "SELECT * FROM trip_groups_top({n}, {region}, {min_trips}, {factor}, {minutes})"
+            )),
+            db.rows(&format!(
+                "SELECT * FROM trip_groups_at({factor}, {minutes})
+                  WHERE ({region}::text IS NULL OR region = {region}) AND trips >= {min_trips}
+                  ORDER BY trips DESC, region, time_bucket, ST_X(origin_cell), ST_Y(origin_cell),
+                           ST_X(destination_cell), ST_Y(destination_cell)
+                  LIMIT {n}"
+            )),
+            "trip_groups_top({n}, {region}, {min_trips}, {factor}, {minutes})"
+        );
+    }
+
     // Each group's trips per datasource equal the trips'.
     assert_eq!(
         db.rows(
@@ -195,6 +217,13 @@ fn unsupported_resolutions_are_refused_by_sql_too() {
     assert_eq!(
         err.as_db_error().unwrap().message(),
         "a bucket of 90 minutes is not supported"
+    );
+    let err = c
+        .query("SELECT * FROM trip_groups_top(10, cell_factor => 4)", &[])
+        .unwrap_err();
+    assert_eq!(
+        err.as_db_error().unwrap().message(),
+        "cell factor 4 is not supported"
     );
 }
 
