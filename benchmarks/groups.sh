@@ -6,7 +6,7 @@
 #     by this commit's trips and by the same code with the group tally switched off (the line of
 #     src/ingest.rs that adds a trip to the tally removed, by the sed below; its job's group table stays
 #     empty), each into its own database already holding the same ROWS trips, REPEAT times each, alternating,
-#     each load started from a quiet server (benchmarks/lib.sh, settle);
+#     every timed load (these and the first ROWS) started from a quiet server (benchmarks/lib.sh, settle);
 #   - `trips groups --top 20` latency, whole command: summing the rollup (snapshot stale, REPEAT runs) and
 #     from a current snapshot (REPEAT x 10 runs).
 #
@@ -36,6 +36,7 @@ record() { echo "$1,$2,$3,$4" >>"$OUT/raw.csv"; log "  $1 $2 run $3: $4 s"; }
 for b in new old; do
     bin=$NEW; [ $b = old ] && bin=$OLD
     fresh_db "groups_$b" "$bin"
+    settle
     t0=$(now); DATABASE_URL=$(url "groups_$b") "$bin" ingest --progress-secs 0 "$WORK/base.csv" 2>/dev/null; t1=$(now)
     record "ingest_$ROWS" $b 1 "$(elapsed "$t0" "$t1")"
 done
