@@ -65,7 +65,7 @@ done
 q() { psql_at "$PORT" groups_new -tAc "$1"; }
 {
     echo "command: benchmarks/groups.sh $ROWS --repeat $REPEAT"
-    echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+    echo "commit: $COMMIT"
     echo "date: $(date -u +%FT%TZ)"
     echo "trips: $(q 'SELECT count(*) FROM trip_rows')"
     echo "group_count_rows: $(q 'SELECT count(*) FROM trip_group_counts')"

@@ -68,7 +68,7 @@ done
 
 {
     echo "command: benchmarks/ingest.sh $ROWS --repeat $REPEAT"
-    echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+    echo "commit: $COMMIT"
     echo "date: $(date -u +%FT%TZ)"
     echo "csv_bytes: $CSV_BYTES"
     echo "server: $(q 'SELECT version()')"

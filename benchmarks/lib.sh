@@ -6,8 +6,10 @@ PORT=54329
 TRIPS=$REPO/target/release/trips
 
 # bench_start [extra cargo build args]: cluster up, in the repository, trips built, $WORK created
-# (removed by bench_cleanup).
+# (removed by bench_cleanup), $COMMIT set to the commit being measured (taken before any result is
+# written, so a run's own result files do not count as uncommitted changes).
 bench_start() {
+    COMMIT="$(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet || echo ' (with uncommitted changes)')"
     ensure_postgis
     start_cluster pg "$PORT" trips
     cd "$REPO"

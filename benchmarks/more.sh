@@ -38,7 +38,7 @@ for run in $(seq "$REPEAT"); do
 done
 {
     echo "command: benchmarks/more.sh $ROWS --repeat $REPEAT"
-    echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+    echo "commit: $COMMIT"
     echo "date: $(date -u +%FT%TZ)"
     echo "trips: $(psql_at "$PORT" "$BIG" -tAc 'SELECT count(*) FROM trip_rows')"
     echo "database_bytes: $(psql_at "$PORT" "$BIG" -tAc "SELECT pg_database_size('$BIG')")"

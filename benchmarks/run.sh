@@ -176,7 +176,7 @@ done
 
 {
     echo "command: benchmarks/run.sh$(printf ' --rows %s' "${SIZES[@]}") --areas $AREAS --plain $PLAIN"
-    echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+    echo "commit: $COMMIT"
     echo "date: $(date -u +%FT%TZ)"
     echo "server: $(q 'SELECT version()')"
     echo "postgis: $(q 'SELECT postgis_full_version()')"

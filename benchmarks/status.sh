@@ -43,7 +43,7 @@ for run in $(seq "$REPEAT"); do
 done
 {
     echo "command: benchmarks/status.sh $ROWS --repeat $REPEAT"
-    echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+    echo "commit: $COMMIT"
     echo "date: $(date -u +%FT%TZ)"
     echo "server: $(psql_at "$PORT" "$DB" -tAc 'SELECT version()')"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) x $(nproc)"

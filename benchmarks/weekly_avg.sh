@@ -34,7 +34,7 @@ for n in "${SIZES[@]}"; do
 done
 {
     echo "command: benchmarks/weekly_avg.sh ${SIZES[*]} --areas $AREAS --plain $PLAIN"
-    echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+    echo "commit: $COMMIT"
     echo "date: $(date -u +%FT%TZ)"
     echo "server: $(psql_at "$PORT" "$DB" -tAc 'SELECT version()')"
     echo "postgis: $(psql_at "$PORT" "$DB" -tAc 'SELECT postgis_lib_version()')"
