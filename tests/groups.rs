@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{HEADER, TestDb, admin_url, sample};
+use common::{HEADER, TestDb, admin_url, db_error, sample};
 use postgres::NoTls;
 use std::time::{Duration, Instant};
 
@@ -207,22 +207,19 @@ fn unsupported_resolutions_are_refused_by_sql_too() {
     let db = TestDb::new("groups_sql_errors");
     db.trips(&["migrate"]).ok();
     let mut c = db.client();
-    let err = c.query("SELECT * FROM trip_groups_at(2)", &[]).unwrap_err();
-    let db_err = err.as_db_error().unwrap();
-    assert_eq!(db_err.message(), "cell factor 2 is not supported");
-    assert!(db_err.hint().unwrap().contains("odd multiple"));
-    let err = c
-        .query("SELECT * FROM trip_groups_at(1, 90)", &[])
-        .unwrap_err();
+    let err = db_error(&mut c, "SELECT * FROM trip_groups_at(2)");
+    assert_eq!(err.message(), "cell factor 2 is not supported");
+    assert!(err.hint().unwrap().contains("odd multiple"));
     assert_eq!(
-        err.as_db_error().unwrap().message(),
+        db_error(&mut c, "SELECT * FROM trip_groups_at(1, 90)").message(),
         "a bucket of 90 minutes is not supported"
     );
-    let err = c
-        .query("SELECT * FROM trip_groups_top(10, cell_factor => 4)", &[])
-        .unwrap_err();
     assert_eq!(
-        err.as_db_error().unwrap().message(),
+        db_error(
+            &mut c,
+            "SELECT * FROM trip_groups_top(10, cell_factor => 4)"
+        )
+        .message(),
         "cell factor 4 is not supported"
     );
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestDb, admin_url, sample};
+use common::{TestDb, admin_url, db_error, sample};
 use postgres::error::SqlState;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -71,16 +71,8 @@ fn a_loader_login_ingests_and_watches_and_can_change_nothing_else() {
         assert_denied(&mut c, sql);
     }
     // The owner's functions check what they are asked to do: job 1 is done, not loading.
-    let e = c
-        .batch_execute("SELECT ingest_create_staging(1)")
-        .unwrap_err();
-    assert!(
-        e.as_db_error()
-            .unwrap()
-            .message()
-            .contains("is not being loaded"),
-        "{e}"
-    );
+    let e = db_error(&mut c, "SELECT ingest_create_staging(1)");
+    assert!(e.message().contains("is not being loaded"), "{e}");
     let refresh = db.trips_with(&loader.url, &["refresh"]);
     assert_eq!(refresh.code, 3);
     assert!(

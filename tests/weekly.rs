@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{HEADER, TestDb, sample};
+use common::{HEADER, TestDb, db_error, sample};
 use postgres::Client;
 use sha2::Digest;
 
@@ -407,18 +407,11 @@ fn bad_questions_get_clear_errors() {
     }
     // The same meanings from SQL.
     let mut client = db.client();
-    let err = client
-        .query_one(
-            "SELECT weekly_avg(7.5, 44.9, 7.8, 45.2, by => 'upstream')",
-            &[],
-        )
-        .unwrap_err();
-    assert!(
-        err.as_db_error()
-            .unwrap()
-            .message()
-            .contains("unknown by => 'upstream'")
+    let err = db_error(
+        &mut client,
+        "SELECT weekly_avg(7.5, 44.9, 7.8, 45.2, by => 'upstream')",
     );
+    assert!(err.message().contains("unknown by => 'upstream'"), "{err}");
 }
 
 #[test]

@@ -206,6 +206,16 @@ pub fn rows_as_text(client: &mut Client, sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// The error the server gives for a statement that must fail (panics if it succeeds, or fails otherwise).
+pub fn db_error(client: &mut Client, sql: &str) -> postgres::error::DbError {
+    let Err(err) = client.batch_execute(sql) else {
+        panic!("expected an error from: {sql}");
+    };
+    err.as_db_error()
+        .cloned()
+        .unwrap_or_else(|| panic!("not a server error: {err}\n{sql}"))
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Ok(mut admin) = Client::connect(&admin_url(), NoTls) {
