@@ -70,20 +70,36 @@ impl RowEncoder {
         self.field(&trips.to_be_bytes());
     }
 
-    /// A `trip_area_points` row: job, side, level-3 cell, trips, then the points as arrays (the other end's
-    /// arrays are NULL when empty, as on destination rows).
+    /// A `trip_area_points` row: job, side, level-3 cell, trips, then the points as arrays in order of
+    /// longitude (ties in the order they came), and the latitudes once more in their own order, for the
+    /// binary searches of db/015_box_counts.sql. The other end's arrays are NULL when empty, as on
+    /// destination rows.
     pub fn area_points(&mut self, job: i32, key: &AreaCell, points: &CellPoints) {
-        self.start(10);
+        let mut order: Vec<usize> = (0..points.lon.len()).collect();
+        order.sort_by_key(|&i| points.lon[i]); // stable
+        // Destination rows have no other end: those arrays stay empty (NULL).
+        let by_lon = |v: &[i32]| -> Vec<i32> {
+            if v.is_empty() {
+                Vec::new()
+            } else {
+                order.iter().map(|&i| v[i]).collect()
+            }
+        };
+        let departed_at: Vec<i64> = order.iter().map(|&i| points.departed_at[i]).collect();
+        let mut lat_sorted = points.lat.clone();
+        lat_sorted.sort_unstable();
+        self.start(11);
         self.field(&job.to_be_bytes());
         self.field(&key.side.to_be_bytes());
         self.field(&key.x.to_be_bytes());
         self.field(&key.y.to_be_bytes());
         self.field(&(points.lon.len() as i32).to_be_bytes());
-        self.array(INT4_OID, &points.lon, |v| v.to_be_bytes());
-        self.array(INT4_OID, &points.lat, |v| v.to_be_bytes());
-        self.array(TIMESTAMP_OID, &points.departed_at, |v| v.to_be_bytes());
-        self.array(INT4_OID, &points.other_lon, |v| v.to_be_bytes());
-        self.array(INT4_OID, &points.other_lat, |v| v.to_be_bytes());
+        self.array(INT4_OID, &by_lon(&points.lon), |v| v.to_be_bytes());
+        self.array(INT4_OID, &by_lon(&points.lat), |v| v.to_be_bytes());
+        self.array(TIMESTAMP_OID, &departed_at, |v| v.to_be_bytes());
+        self.array(INT4_OID, &by_lon(&points.other_lon), |v| v.to_be_bytes());
+        self.array(INT4_OID, &by_lon(&points.other_lat), |v| v.to_be_bytes());
+        self.array(INT4_OID, &lat_sorted, |v| v.to_be_bytes());
     }
 
     /// A one-dimensional array without NULL elements (binary array format: dimensions, flags, element
@@ -213,7 +229,7 @@ mod tests {
     }
 
     #[test]
-    fn an_area_points_row_carries_arrays_and_nulls() {
+    fn an_area_points_row_is_in_order_of_longitude_with_nulls_and_sorted_latitudes() {
         let key = AreaCell {
             side: 2,
             level: 3,
@@ -221,24 +237,39 @@ mod tests {
             y: 5,
         };
         let points = CellPoints {
-            lon: vec![1, 2],
-            lat: vec![3, 4],
-            departed_at: vec![5, 6],
+            lon: vec![2, 1, 2],
+            lat: vec![3, 9, 4],
+            departed_at: vec![5, 6, 7],
             ..CellPoints::default()
         };
         let mut enc = RowEncoder::new();
         enc.area_points(9, &key, &points);
         let body = body(enc);
-        // field count; job, side, x, y, trips; two int4[2] and one timestamp[2]; two NULLs; trailer.
-        let ints = 4 + 20 + 2 * 8;
-        let stamps = 4 + 20 + 2 * 12;
-        assert_eq!(
-            body.len(),
-            2 + (8 + 6 + 8 + 8 + 8) + 2 * ints + stamps + 2 * 4 + 2
-        );
-        let lon = 2 + 38;
-        assert_eq!(&body[lon..lon + 4], &36i32.to_be_bytes());
+        // field count; job, side, x, y, trips; two int4[3] and one timestamp[3]; two NULLs; one int4[3];
+        // trailer.
+        let ints = 4 + 20 + 3 * 8;
+        let stamps = 4 + 20 + 3 * 12;
+        let (lon, lat) = (2 + 38, 2 + 38 + ints);
+        let (nulls, lat_sorted) = (lat + ints + stamps, lat + ints + stamps + 8);
+        assert_eq!(body.len(), lat_sorted + ints + 2);
+        assert_eq!(&body[lon..lon + 4], &44i32.to_be_bytes());
         assert_eq!(&body[lon + 12..lon + 16], &INT4_OID.to_be_bytes());
-        assert_eq!(&body[body.len() - 10..body.len() - 2], &[255; 8]);
+        assert_eq!(&body[nulls..nulls + 8], &[255; 8]);
+        let elements = |at: usize, size: usize| -> Vec<i64> {
+            (0..3)
+                .map(|k| {
+                    let v = &body[at + 24 + k * (4 + size) + 4..][..size];
+                    match size {
+                        4 => i32::from_be_bytes(v.try_into().unwrap()) as i64,
+                        _ => i64::from_be_bytes(v.try_into().unwrap()),
+                    }
+                })
+                .collect()
+        };
+        // Longitude order, ties as they came: the three parallel arrays move together.
+        assert_eq!(elements(lon, 4), [1, 2, 2]);
+        assert_eq!(elements(lat, 4), [9, 3, 4]);
+        assert_eq!(elements(lat + ints, 8), [6, 5, 7]);
+        assert_eq!(elements(lat_sorted, 4), [3, 4, 9]);
     }
 }

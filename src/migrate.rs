@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "014_trip_groups_top.sql",
         include_str!("../db/014_trip_groups_top.sql"),
     ),
+    (
+        15,
+        "015_box_counts.sql",
+        include_str!("../db/015_box_counts.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.

@@ -577,3 +577,124 @@ fn area_points_loaded_before_db_013_move_into_a_partition_per_job() {
     assert_eq!(db.count("SELECT count(*) FROM trips"), 6100);
     check(&mut db.client());
 }
+
+/// Trips crowded into a few level-3 cells, on a grid of 1e-4 degree (many share a coordinate), and boxes
+/// whose edges fall on that grid: a box's edge cells are counted by binary search on sorted coordinates
+/// (db/015_box_counts.sql), and a point on the edge, or many, must count once, whichever edge cuts the cell.
+fn crowded_trips_csv(rng: &mut Rng, rows: usize) -> String {
+    let mut csv = format!("{HEADER}\n");
+    let mut coordinate = |base: f64| match rng.below(5) {
+        0 => format!("{:.7}", base + rng.below(50_000) as f64 / 1e7),
+        _ => format!("{:.4}", base + rng.below(50) as f64 / 1e4),
+    };
+    for i in 0..rows {
+        let (a, b, c, d) = (
+            coordinate(7.5),
+            coordinate(45.0),
+            coordinate(7.5),
+            coordinate(45.0),
+        );
+        csv += &format!(
+            "R,POINT ({a} {b}),POINT ({c} {d}),2018-01-0{} 10:00:00,s\n",
+            1 + i % 7
+        );
+    }
+    csv
+}
+
+/// A box on the grid of crowded_trips_csv, from 1e-4 degree (inside one cell) to its whole width.
+fn crowded_box(rng: &mut Rng) -> [f64; 4] {
+    let mut edges = |base: f64| {
+        let (a, b) = (rng.below(54) as f64 - 2.0, rng.below(54) as f64 - 2.0);
+        [base + a.min(b) / 1e4, base + (a.max(b) + 1.0) / 1e4]
+    };
+    let ([x0, x1], [y0, y1]) = (edges(7.5), edges(45.0));
+    [x0, y0, x1, y1]
+}
+
+/// For each box and by: (weekly_trips' count, the plain SQL's count).
+fn box_counts(client: &mut Client, boxes: &[[f64; 4]]) -> Vec<(String, i64, i64)> {
+    let mut out = Vec::new();
+    for b in boxes {
+        for (by, test) in [
+            ("origin", "ST_Intersects(a, origin)"),
+            ("destination", "ST_Intersects(a, destination)"),
+            (
+                "either",
+                "(ST_Intersects(a, origin) OR ST_Intersects(a, destination))",
+            ),
+        ] {
+            let row = client
+                .query_one(
+                    &format!(
+                        "SELECT (SELECT trips FROM weekly_trips($1, $2, $3, $4, $5)),
+                                (SELECT count(*) FROM trips, ST_MakeEnvelope($1, $2, $3, $4, 4326) AS a
+                                  WHERE {test})"
+                    ),
+                    &[&b[0], &b[1], &b[2], &b[3], &by],
+                )
+                .unwrap();
+            out.push((format!("{b:?} by {by}"), row.get(0), row.get(1)));
+        }
+    }
+    out
+}
+
+#[test]
+fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
+    let db = TestDb::new("weekly_crowded");
+    let mut rng = Rng(0x5eed_1234_abcd_0005);
+    // A small tally limit: each cell gets several rows, each sorted on its own.
+    let file = db.file("a.csv", crowded_trips_csv(&mut rng, 3000));
+    db.trips(&["ingest", "--tally-limit", "700", &file]).ok();
+    let boxes: Vec<[f64; 4]> = (0..150).map(|_| crowded_box(&mut rng)).collect();
+    let mut client = db.client();
+    let check = |client: &mut Client, when: &str| {
+        let counts = box_counts(client, &boxes);
+        for (question, ours, plain) in &counts {
+            assert_eq!(ours, plain, "{when}: {question}");
+        }
+        let edges = counts.iter().filter(|(_, n, _)| *n > 0).count();
+        assert!(
+            edges > 300,
+            "{when}: only {edges} of 450 answers hold trips"
+        );
+    };
+    check(&mut client, "as loaded");
+    assert!(
+        db.count(
+            "SELECT count(*) FROM (SELECT side, cx, cy FROM trip_area_points GROUP BY 1, 2, 3
+                   HAVING count(*) > 1) AS c"
+        ) > 10,
+        "several rows per cell"
+    );
+
+    // Rows written before db/015: in no particular order, without lat_sorted. The migration sorts them.
+    client
+        .batch_execute(
+            "DELETE FROM schema_migrations WHERE version = 15;
+             UPDATE trip_area_points p
+                SET lon = (SELECT array_agg(v ORDER BY i DESC) FROM unnest(p.lon) WITH ORDINALITY u(v, i)),
+                    lat = (SELECT array_agg(v ORDER BY i DESC) FROM unnest(p.lat) WITH ORDINALITY u(v, i)),
+                    departed_at = (SELECT array_agg(v ORDER BY i DESC)
+                                     FROM unnest(p.departed_at) WITH ORDINALITY u(v, i)),
+                    other_lon = (SELECT array_agg(v ORDER BY i DESC) FROM unnest(p.other_lon) WITH ORDINALITY u(v, i)),
+                    other_lat = (SELECT array_agg(v ORDER BY i DESC) FROM unnest(p.other_lat) WITH ORDINALITY u(v, i));
+             ALTER TABLE trip_area_points DROP COLUMN lat_sorted;
+             DROP FUNCTION trip_box_count, trip_box_children, trip_coord_from, trip_coord_to;",
+        )
+        .unwrap();
+    let run = db.trips(&["migrate"]).ok();
+    assert!(
+        run.stderr.contains("applied db/015_box_counts.sql"),
+        "{}",
+        run.stderr
+    );
+    let mut client = db.client();
+    check(&mut client, "after db/015 sorted the rows");
+
+    client
+        .batch_execute("SELECT rebuild_area_counts()")
+        .unwrap();
+    check(&mut client, "after rebuild_area_counts()");
+}
