@@ -77,15 +77,12 @@ impl RowEncoder {
     pub fn area_points(&mut self, job: i32, key: &AreaCell, points: &CellPoints) {
         let mut order: Vec<usize> = (0..points.lon.len()).collect();
         order.sort_by_key(|&i| points.lon[i]); // stable
-        // Destination rows have no other end: those arrays stay empty (NULL).
-        let by_lon = |v: &[i32]| -> Vec<i32> {
-            if v.is_empty() {
-                Vec::new()
-            } else {
-                order.iter().map(|&i| v[i]).collect()
-            }
+        // Destination rows have no other end: their other arrays are empty, so NULL.
+        let other = if points.other_lon.is_empty() {
+            &[][..]
+        } else {
+            &order[..]
         };
-        let departed_at: Vec<i64> = order.iter().map(|&i| points.departed_at[i]).collect();
         let mut lat_sorted = points.lat.clone();
         lat_sorted.sort_unstable();
         self.start(11);
@@ -94,32 +91,41 @@ impl RowEncoder {
         self.field(&key.x.to_be_bytes());
         self.field(&key.y.to_be_bytes());
         self.field(&(points.lon.len() as i32).to_be_bytes());
-        self.array(INT4_OID, &by_lon(&points.lon), |v| v.to_be_bytes());
-        self.array(INT4_OID, &by_lon(&points.lat), |v| v.to_be_bytes());
-        self.array(TIMESTAMP_OID, &departed_at, |v| v.to_be_bytes());
-        self.array(INT4_OID, &by_lon(&points.other_lon), |v| v.to_be_bytes());
-        self.array(INT4_OID, &by_lon(&points.other_lat), |v| v.to_be_bytes());
-        self.array(INT4_OID, &lat_sorted, |v| v.to_be_bytes());
+        self.array(INT4_OID, order.iter().map(|&i| points.lon[i].to_be_bytes()));
+        self.array(INT4_OID, order.iter().map(|&i| points.lat[i].to_be_bytes()));
+        self.array(
+            TIMESTAMP_OID,
+            order.iter().map(|&i| points.departed_at[i].to_be_bytes()),
+        );
+        self.array(
+            INT4_OID,
+            other.iter().map(|&i| points.other_lon[i].to_be_bytes()),
+        );
+        self.array(
+            INT4_OID,
+            other.iter().map(|&i| points.other_lat[i].to_be_bytes()),
+        );
+        self.array(INT4_OID, lat_sorted.iter().map(|v| v.to_be_bytes()));
     }
 
     /// A one-dimensional array without NULL elements (binary array format: dimensions, flags, element
-    /// type, length and lower bound, then each element with its length); an empty slice is a NULL field.
-    fn array<T, const N: usize>(&mut self, oid: u32, values: &[T], bytes: impl Fn(&T) -> [u8; N]) {
-        if values.is_empty() {
+    /// type, length and lower bound, then each element with its length); no elements is a NULL field.
+    fn array<const N: usize>(&mut self, oid: u32, values: impl ExactSizeIterator<Item = [u8; N]>) {
+        let n = values.len();
+        if n == 0 {
             self.buf.extend_from_slice(&(-1i32).to_be_bytes());
             return;
         }
-        let len = 20 + values.len() * (4 + N);
+        let len = 20 + n * (4 + N);
         self.buf.extend_from_slice(&(len as i32).to_be_bytes());
         self.buf.extend_from_slice(&1i32.to_be_bytes()); // dimensions
         self.buf.extend_from_slice(&0i32.to_be_bytes()); // no NULL elements
         self.buf.extend_from_slice(&oid.to_be_bytes());
-        self.buf
-            .extend_from_slice(&(values.len() as i32).to_be_bytes());
+        self.buf.extend_from_slice(&(n as i32).to_be_bytes());
         self.buf.extend_from_slice(&1i32.to_be_bytes()); // lower bound
         for v in values {
             self.buf.extend_from_slice(&(N as i32).to_be_bytes());
-            self.buf.extend_from_slice(&bytes(v));
+            self.buf.extend_from_slice(&v);
         }
     }
 
