@@ -1,9 +1,11 @@
 //! Hand-encoding rows in PostgreSQL's binary COPY format.
 //!
 //! Rows are appended to one large buffer that the loader writes through `CopyInWriter` whenever it passes
-//! [`FLUSH_AT`]; there is no per-row dynamic dispatch and no small write. The loader encodes four kinds of
+//! [`FLUSH_AT`]; there is no per-row dynamic dispatch and no small write. The loader encodes five kinds of
 //! rows: trips (`trip_rows`, db/004_trips.sql), group tallies (`trip_group_counts`, db/005_rollups.sql) and
-//! the area pyramid (`trip_area_counts`, `trip_area_points`, db/009_area_counts.sql); each is a sequence of big-endian fields, each preceded by its length.
+//! the area pyramid (`trip_area_counts`, `trip_area_points`, db/009_area_counts.sql, and
+//! `trip_area_pairs`, db/016_area_pairs.sql); each is a sequence of big-endian fields, each preceded by
+//! its length.
 
 use crate::parse::Trip;
 use std::io::{self, Write};
@@ -70,14 +72,23 @@ impl RowEncoder {
         self.field(&trips.to_be_bytes());
     }
 
+    /// A `trip_area_pairs` row (db/016_area_pairs.sql): job, origin cell, destination cell, trips.
+    pub fn area_pair(&mut self, job: i32, key: &[i32; 4], trips: i32) {
+        self.start(6);
+        self.field(&job.to_be_bytes());
+        for v in key {
+            self.field(&v.to_be_bytes());
+        }
+        self.field(&trips.to_be_bytes());
+    }
+
     /// A `trip_area_points` row: job, side, level-3 cell, trips, then the points as arrays in order of
     /// longitude (ties in the order they came), and the latitudes once more in their own order, for the
-    /// binary searches of db/015_box_counts.sql. The other end's arrays are NULL when empty, as on
-    /// destination rows.
+    /// binary searches of db/015_box_counts.sql. The other end's arrays are NULL when empty.
     pub fn area_points(&mut self, job: i32, key: &AreaCell, points: &CellPoints) {
         let mut order: Vec<usize> = (0..points.lon.len()).collect();
         order.sort_by_key(|&i| points.lon[i]); // stable
-        // Destination rows have no other end: their other arrays are empty, so NULL.
+        // Without other ends (none given), the other arrays are NULL.
         let other = if points.other_lon.is_empty() {
             &[][..]
         } else {
@@ -178,7 +189,7 @@ pub struct AreaCell {
 }
 
 /// The points of one level-3 cell, as parallel columns: the trips' end in the cell, their departure
-/// (microseconds since 2000-01-01) and, for origins, the other end.
+/// (microseconds since 2000-01-01) and the trip's other end.
 #[derive(Default)]
 pub struct CellPoints {
     pub lon: Vec<i32>,

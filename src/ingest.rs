@@ -4,7 +4,7 @@
 //! lock, see db/003_ingest_jobs.sql), hands out region/datasource keys, and writes progress and failures,
 //! all visible to others at once. `load` runs the file's single transaction: create the job's staging tables,
 //! binary COPY every valid row into one, the file's group tally into another and its area points into the
-//! third, add its area cell counts to trip_area_counts, then `ingest_finish` attaches the three as
+//! third, add its area cell counts to trip_area_counts and its pairs of cells to trip_area_pairs, then `ingest_finish` attaches the three as
 //! partitions, adds the region/datasource tally and marks the job done in the same commit
 //! (db/006_ingest.sql, db/013_area_points_by_job.sql). Any error before that commit rolls the whole file back.
 
@@ -254,22 +254,34 @@ impl Grid {
 }
 
 /// Where the file's trips start and end, for the area pyramid (db/009_area_counts.sql): the points of
-/// level-3 cells until they are sent, and the count of each level-3 cell sent so far.
+/// level-3 cells until they are sent, the count of each level-3 cell sent so far, and the trips of each
+/// pair of level-2 cells (db/016_area_pairs.sql).
 #[derive(Default)]
 struct AreaTally {
     counts: HashMap<AreaCell, i64>,
     points: HashMap<AreaCell, CellPoints>,
     /// Points held in `points`.
     buffered: usize,
+    /// (origin cell x, y, destination cell x, y) at level 2 -> trips.
+    pairs: HashMap<[i32; 4], i64>,
 }
 
 impl AreaTally {
     fn add(&mut self, trip: &parse::Trip) {
-        let ends = [
-            (1, trip.origin, Some(trip.destination)),
-            (2, trip.destination, None),
+        let level2 = |v: i32| v.div_euclid(CELL_SIZE[2]);
+        let pair = [
+            level2(trip.origin[0]),
+            level2(trip.origin[1]),
+            level2(trip.destination[0]),
+            level2(trip.destination[1]),
         ];
-        for (side, [lon, lat], other) in ends {
+        *self.pairs.entry(pair).or_default() += 1;
+        // Each end's row carries the other end: origins for 'both', destinations since db/016.
+        let ends = [
+            (1, trip.origin, trip.destination),
+            (2, trip.destination, trip.origin),
+        ];
+        for (side, [lon, lat], [other_lon, other_lat]) in ends {
             let cell = AreaCell {
                 side,
                 level: 3,
@@ -280,10 +292,8 @@ impl AreaTally {
             points.lon.push(lon);
             points.lat.push(lat);
             points.departed_at.push(trip.departed_at);
-            if let Some([other_lon, other_lat]) = other {
-                points.other_lon.push(other_lon);
-                points.other_lat.push(other_lat);
-            }
+            points.other_lon.push(other_lon);
+            points.other_lat.push(other_lat);
             self.buffered += 1;
         }
     }
@@ -563,7 +573,7 @@ impl Loader<'_> {
         Ok(())
     }
 
-    /// Sends the file's area counts (one row per cell with trips).
+    /// Sends the file's area counts (one row per cell with trips) and its pairs of cells.
     fn copy_area_counts(
         &self,
         tx: &mut postgres::Transaction<'_>,
@@ -581,7 +591,15 @@ impl Loader<'_> {
                 rows.area_count(self.job, key, trips);
                 Ok(())
             },
-        )
+        )?;
+        let copy = copy_into(tx, "trip_area_pairs", false)?;
+        copy_rows(copy, "area pairs", &areas.pairs, |rows, (key, &trips)| {
+            let trips = i32::try_from(trips).context(
+                "a pair of area cells holds more than 2^31 trips of one file; split the file",
+            )?;
+            rows.area_pair(self.job, key, trips);
+            Ok(())
+        })
     }
 
     /// A bad record: fail the file, or with --skip-invalid write it to the rejects file and go on.

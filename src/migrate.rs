@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "015_box_counts.sql",
         include_str!("../db/015_box_counts.sql"),
     ),
+    (
+        16,
+        "016_area_pairs.sql",
+        include_str!("../db/016_area_pairs.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.

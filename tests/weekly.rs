@@ -698,3 +698,140 @@ fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
         .unwrap();
     check(&mut client, "after rebuild_area_counts()");
 }
+
+/// Trips in a square of 0.05 degree (five level-2 cells a side), half of them between two crowded spots,
+/// with coordinates often on the level-2 and level-3 cell edges: areas of a few level-2 cells hold whole
+/// pairs of cells (db/016_area_pairs.sql), and the band of cells along their edge holds both ends of many
+/// trips.
+fn paired_trips_csv(rng: &mut Rng, rows: usize) -> String {
+    let mut csv = format!("{HEADER}\n");
+    let end = |rng: &mut Rng, spot: f64| -> (String, String) {
+        let mut at = |base: f64| match rng.below(4) {
+            0 => format!("{:.2}", base + rng.below(6) as f64 / 100.0),
+            1 => format!("{:.3}", base + rng.below(50) as f64 / 1000.0),
+            2 => format!("{:.7}", base + spot + rng.below(30_000) as f64 / 1e7),
+            _ => format!("{:.7}", base + rng.below(500_000) as f64 / 1e7),
+        };
+        (at(7.5), at(45.0))
+    };
+    for i in 0..rows {
+        let ((a, b), (c, d)) = (end(rng, 0.012), end(rng, 0.031));
+        csv += &format!(
+            "R,POINT ({a} {b}),POINT ({c} {d}),2018-01-0{} 10:00:00,s\n",
+            1 + i % 7
+        );
+    }
+    csv
+}
+
+/// An area over the square of paired_trips_csv, from 0.001 to 0.06 degree wide, its edges often on cell
+/// edges: mostly boxes, sometimes a triangle or a box with a hole.
+fn paired_area(rng: &mut Rng) -> String {
+    let mut edges = |base: f64| {
+        let at = |rng: &mut Rng| match rng.below(3) {
+            0 => base - 0.005 + rng.below(7) as f64 / 100.0,
+            1 => base - 0.005 + rng.below(60) as f64 / 1000.0,
+            _ => base - 0.005 + rng.below(600_000) as f64 / 1e7,
+        };
+        let (a, b) = (at(rng), at(rng));
+        (a.min(b), a.max(b) + 0.001)
+    };
+    let ((x0, x1), (y0, y1)) = (edges(7.5), edges(45.0));
+    match rng.below(6) {
+        0 => format!("SRID=4326;POLYGON(({x0} {y0},{x1} {y0},{x0} {y1},{x0} {y0}))"),
+        1 => {
+            let (hx, hy) = ((x1 - x0) / 3.0, (y1 - y0) / 3.0);
+            format!(
+                "SRID=4326;POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}),\
+                 ({} {},{} {},{} {},{} {},{} {}))",
+                x0 + hx,
+                y0 + hy,
+                x0 + hx,
+                y1 - hy,
+                x1 - hx,
+                y1 - hy,
+                x1 - hx,
+                y0 + hy,
+                x0 + hx,
+                y0 + hy
+            )
+        }
+        _ => format!("SRID=4326;POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"),
+    }
+}
+
+#[test]
+fn both_and_either_count_pairs_of_cells_exactly_after_load_and_migration() {
+    let db = TestDb::new("weekly_pairs");
+    let mut rng = Rng(0x5eed_1234_abcd_0006);
+    // Two files, and a small tally limit: a cell's points come in several rows, its pairs in two jobs.
+    for name in ["a.csv", "b.csv"] {
+        let file = db.file(name, paired_trips_csv(&mut rng, 2000));
+        db.trips(&["ingest", "--tally-limit", "600", &file]).ok();
+    }
+    let areas: Vec<String> = (0..80).map(|_| paired_area(&mut rng)).collect();
+    let mut client = db.client();
+    // Areas that hold both cells of some pair wholly: the pair totals are used, not only points.
+    let whole_pairs = areas
+        .iter()
+        .filter(|a| {
+            client
+                .query_one(
+                    "SELECT EXISTS (SELECT FROM trip_area_pairs p, ST_GeomFromEWKT($1) AS a
+                                     WHERE ST_Covers(a, trip_area_cell(2, p.ocx, p.ocy))
+                                       AND ST_Covers(a, trip_area_cell(2, p.dcx, p.dcy)))",
+                    &[a],
+                )
+                .unwrap()
+                .get(0)
+        })
+        .count();
+    assert!(
+        whole_pairs > 15,
+        "only {whole_pairs} of 80 areas hold a whole pair of cells"
+    );
+    let check = |client: &mut Client, when: &str| {
+        let mut with_trips = 0;
+        for area in &areas {
+            for by in ["both", "either"] {
+                let (ours, plain) = (
+                    weekly_avg(client, area, by, None),
+                    plain_avg(client, area, by, None),
+                );
+                assert!(
+                    (ours - plain).abs() <= 1e-9 * plain.max(1.0),
+                    "{when}: {area} by {by}: weekly_avg {ours}, plain SQL {plain}"
+                );
+                with_trips += usize::from(plain > 0.0);
+            }
+        }
+        assert!(
+            with_trips > 120,
+            "{when}: only {with_trips} of 160 answers hold trips"
+        );
+    };
+    check(&mut client, "as loaded");
+
+    // A database from before db/016: no pairs, destination rows without their origins. The migration
+    // rebuilds both from the trips.
+    client
+        .batch_execute(
+            "DELETE FROM schema_migrations WHERE version = 16;
+             DROP TABLE trip_area_pairs;
+             DROP FUNCTION trip_area_both;
+             UPDATE trip_area_points SET other_lon = NULL, other_lat = NULL WHERE side = 2;",
+        )
+        .unwrap();
+    let run = db.trips(&["migrate"]).ok();
+    assert!(
+        run.stderr.contains("applied db/016_area_pairs.sql"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM trip_area_points WHERE side = 2 AND other_lon IS NULL"),
+        0
+    );
+    let mut client = db.client();
+    check(&mut client, "after db/016 rebuilt the cells");
+}
