@@ -71,6 +71,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "016_area_pairs.sql",
         include_str!("../db/016_area_pairs.sql"),
     ),
+    (
+        17,
+        "017_area_both_band.sql",
+        include_str!("../db/017_area_both_band.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.
