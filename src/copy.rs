@@ -88,7 +88,7 @@ impl RowEncoder {
     pub fn area_points(&mut self, job: i32, key: &AreaCell, points: &CellPoints) {
         let mut order: Vec<usize> = (0..points.lon.len()).collect();
         order.sort_by_key(|&i| points.lon[i]); // stable
-        // Without other ends (none given), the other arrays are NULL.
+        // No other ends given (the loader always gives them since db/016): the other arrays are NULL.
         let other = if points.other_lon.is_empty() {
             &[][..]
         } else {

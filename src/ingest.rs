@@ -4,9 +4,10 @@
 //! lock, see db/003_ingest_jobs.sql), hands out region/datasource keys, and writes progress and failures,
 //! all visible to others at once. `load` runs the file's single transaction: create the job's staging tables,
 //! binary COPY every valid row into one, the file's group tally into another and its area points into the
-//! third, add its area cell counts to trip_area_counts and its pairs of cells to trip_area_pairs, then `ingest_finish` attaches the three as
-//! partitions, adds the region/datasource tally and marks the job done in the same commit
-//! (db/006_ingest.sql, db/013_area_points_by_job.sql). Any error before that commit rolls the whole file back.
+//! third, add its area cell counts to trip_area_counts and its pairs of cells to trip_area_pairs, then
+//! `ingest_finish` attaches the three as partitions, adds the region/datasource tally and marks the job
+//! done in the same commit (db/006_ingest.sql, db/013_area_points_by_job.sql). Any error before that
+//! commit rolls the whole file back.
 
 use crate::copy::{AreaCell, CellPoints, GroupRow, RowEncoder};
 use crate::input::{self, Input};
