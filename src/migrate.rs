@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "017_area_both_band.sql",
         include_str!("../db/017_area_both_band.sql"),
     ),
+    (
+        18,
+        "018_polygon_edges.sql",
+        include_str!("../db/018_polygon_edges.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.
