@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "018_polygon_edges.sql",
         include_str!("../db/018_polygon_edges.sql"),
     ),
+    (
+        19,
+        "019_polygon_edges_polygons_only.sql",
+        include_str!("../db/019_polygon_edges_polygons_only.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.

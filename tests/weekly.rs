@@ -963,6 +963,30 @@ fn polygons_count_points_on_and_beside_slanted_edges_exactly() {
         one_edge_cells += row.get::<_, i64>(0);
         on_edges += row.get::<_, i64>(1);
     }
+    // A collection of a triangle and a line: a cell the line alone crosses is not split in two by it.
+    let t = &triangles[0];
+    let area = format!(
+        "SRID=4326;GEOMETRYCOLLECTION(POLYGON(({a0} {a1},{b0} {b1},{c0} {c1},{a0} {a1})),\
+         LINESTRING({} {},{} {}))",
+        deg(t[0].0 - 30_000),
+        deg(t[0].1 - 30_000),
+        deg(t[0].0 + 30_000),
+        deg(t[0].1 + 30_500),
+        a0 = deg(t[0].0),
+        a1 = deg(t[0].1),
+        b0 = deg(t[1].0),
+        b1 = deg(t[1].1),
+        c0 = deg(t[2].0),
+        c1 = deg(t[2].1)
+    );
+    let (ours, plain) = (
+        weekly_avg(&mut client, &area, "origin", None),
+        plain_avg(&mut client, &area, "origin", None),
+    );
+    assert!(
+        (ours - plain).abs() <= 1e-9 * plain.max(1.0),
+        "{area}: weekly_avg {ours}, plain SQL {plain}"
+    );
     assert!(
         one_edge_cells > 100,
         "only {one_edge_cells} cut cells are crossed by one edge"
