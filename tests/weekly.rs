@@ -851,7 +851,8 @@ fn slanted_triangle(rng: &mut Rng) -> [(i64, i64); 3] {
         };
         let (b, c) = (step(rng), step(rng));
         let cross = (b.0 - a.0) * (c.1 - a.1) - (b.1 - a.1) * (c.0 - a.0);
-        let wide = |u: (i64, i64), v: (i64, i64)| (u.0 - v.0).abs().max((u.1 - v.1).abs()) >= 20_000;
+        let wide =
+            |u: (i64, i64), v: (i64, i64)| (u.0 - v.0).abs().max((u.1 - v.1).abs()) >= 20_000;
         if cross != 0 && wide(a, b) && wide(a, c) {
             return [a, b, c];
         }
@@ -889,8 +890,14 @@ fn slanted_points(rng: &mut Rng, t: &[(i64, i64); 3], n: usize) -> Vec<(i64, i64
                 }
             }
             _ => {
-                let (x0, x1) = (t.iter().map(|p| p.0).min().unwrap(), t.iter().map(|p| p.0).max().unwrap());
-                let (y0, y1) = (t.iter().map(|p| p.1).min().unwrap(), t.iter().map(|p| p.1).max().unwrap());
+                let (x0, x1) = (
+                    t.iter().map(|p| p.0).min().unwrap(),
+                    t.iter().map(|p| p.0).max().unwrap(),
+                );
+                let (y0, y1) = (
+                    t.iter().map(|p| p.1).min().unwrap(),
+                    t.iter().map(|p| p.1).max().unwrap(),
+                );
                 out.push((
                     x0 + rng.below((x1 - x0) as u64 + 1) as i64,
                     y0 + rng.below((y1 - y0) as u64 + 1) as i64,
