@@ -86,6 +86,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "019_polygon_edges_polygons_only.sql",
         include_str!("../db/019_polygon_edges_polygons_only.sql"),
     ),
+    (
+        20,
+        "020_both_boxes_and_point_lists.sql",
+        include_str!("../db/020_both_boxes_and_point_lists.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.

@@ -700,15 +700,17 @@ fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
 }
 
 /// Trips in a square of 0.05 degree (five level-2 cells a side), half of them between two crowded spots,
-/// with coordinates often on the level-2 and level-3 cell edges: areas of a few level-2 cells hold whole
-/// pairs of cells (db/016_area_pairs.sql), and the band of cells along their edge holds both ends of many
-/// trips.
+/// with coordinates often on the level-2 and level-3 cell edges or just below them: areas of a few level-2
+/// cells hold whole pairs of cells (db/016_area_pairs.sql), and the band of cells along their edge holds
+/// both ends of many trips.
 fn paired_trips_csv(rng: &mut Rng, rows: usize) -> String {
     let mut csv = format!("{HEADER}\n");
     let end = |rng: &mut Rng, spot: f64| -> (String, String) {
-        let mut at = |base: f64| match rng.below(4) {
+        let mut at = |base: f64| match rng.below(5) {
             0 => format!("{:.2}", base + rng.below(6) as f64 / 100.0),
             1 => format!("{:.3}", base + rng.below(50) as f64 / 1000.0),
+            // the last stored coordinate of a level-2 cell, just below the next cell's edge
+            4 => format!("{:.7}", base + (1 + rng.below(5)) as f64 / 100.0 - 1e-7),
             2 => format!("{:.7}", base + spot + rng.below(30_000) as f64 / 1e7),
             _ => format!("{:.7}", base + rng.below(500_000) as f64 / 1e7),
         };
