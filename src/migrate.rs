@@ -91,6 +91,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "020_both_boxes_and_point_lists.sql",
         include_str!("../db/020_both_boxes_and_point_lists.sql"),
     ),
+    (
+        21,
+        "021_polygon_both_by_cells.sql",
+        include_str!("../db/021_polygon_both_by_cells.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.
