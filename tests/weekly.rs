@@ -709,9 +709,9 @@ fn paired_trips_csv(rng: &mut Rng, rows: usize) -> String {
         let mut at = |base: f64| match rng.below(5) {
             0 => format!("{:.2}", base + rng.below(6) as f64 / 100.0),
             1 => format!("{:.3}", base + rng.below(50) as f64 / 1000.0),
+            2 => format!("{:.7}", base + spot + rng.below(30_000) as f64 / 1e7),
             // the last stored coordinate of a level-2 cell, just below the next cell's edge
             4 => format!("{:.7}", base + (1 + rng.below(5)) as f64 / 100.0 - 1e-7),
-            2 => format!("{:.7}", base + spot + rng.below(30_000) as f64 / 1e7),
             _ => format!("{:.7}", base + rng.below(500_000) as f64 / 1e7),
         };
         (at(7.5), at(45.0))
