@@ -33,6 +33,8 @@ pub enum Command {
     WeeklyAvg(WeeklyAvgArgs),
     /// Rebuild the rollups and the trip_groups materialized view from the trips.
     Refresh,
+    /// Compact the area points of done jobs to one row per cell (`trips ingest` does it for its own jobs).
+    Compact(CompactArgs),
     /// Apply the database schema (also done automatically by every command that uses the database).
     Migrate,
     /// Create the group roles trips_loader and trips_reader and grant them what they need (run as the owner).
@@ -78,6 +80,18 @@ pub struct IngestArgs {
     #[arg(long, default_value_t = 2_000_000, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub tally_limit: u64,
+
+    /// Do not compact the job's area points once it is done (one row per cell instead of one per cell
+    /// and send); the answers are the same, only slower to read. `trips compact` does it later.
+    #[arg(long)]
+    pub no_compact: bool,
+}
+
+#[derive(Args)]
+pub struct CompactArgs {
+    /// Only job N (default: every done job whose area points have a cell in more than one row).
+    #[arg(long, value_name = "N")]
+    pub job: Option<i32>,
 }
 
 #[derive(Args)]

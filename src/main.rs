@@ -14,12 +14,12 @@ mod parse;
 mod status;
 mod weekly;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use cli::{Cli, Command};
 use ingest::Outcome;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Exit codes: 0 success, 1 some file was not loaded, 2 usage error, 3 database unusable.
 const EXIT_FILE_FAILED: u8 = 1;
@@ -75,8 +75,9 @@ fn main() -> ExitCode {
         Command::WeeklyAvg(args) => open(&url)
             .and_then(|mut c| weekly::show(&mut c, &args))
             .map(|()| ExitCode::SUCCESS),
+        Command::Compact(args) => open(&url).and_then(|mut c| compact(&mut c, args.job)),
         Command::Refresh => open(&url).and_then(|mut c| {
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             groups::refresh(&mut c)?;
             eprintln!(
                 "rebuilt the rollups and trip_groups in {:.2} s",
@@ -166,6 +167,17 @@ fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
                     "loaded {file}: {rows} trips in {seconds:.2} s ({:.0} rows/s){rejects} [job {job}]",
                     rows as f64 / seconds.max(1e-9)
                 );
+                if !args.no_compact {
+                    // The trips are committed and visible: a failure here loses nothing and changes no
+                    // answer, so it is reported and the load still counts as done.
+                    if let Err(e) = compact_job(&mut load, job) {
+                        eprintln!(
+                            "warning: job {job} is loaded, but compacting its area points failed: {}; \
+                             answers are exact either way, `trips compact --job {job}` tries again",
+                            conninfo::redact(&format!("{e:#}"))
+                        );
+                    }
+                }
             }
             Outcome::Skipped { job, earlier } => eprintln!(
                 "skipped {file}: this content was already loaded by job {earlier} (use --force to load it again) [job {job}]"
@@ -183,6 +195,46 @@ fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Compacts job N's area points (db/022_area_points_compaction.sql) and says what it did.
+fn compact_job(client: &mut postgres::Client, job: i32) -> Result<()> {
+    let started = Instant::now();
+    let row = client
+        .query_one("SELECT * FROM compact_area_points($1)", &[&job])
+        .with_context(|| format!("while compacting the area points of job {job}"))?;
+    let (before, after): (i64, i64) = (row.get(0), row.get(1));
+    if before == after {
+        eprintln!("job {job}: area points already one row per cell ({after} rows)");
+    } else {
+        eprintln!(
+            "job {job}: compacted the area points from {before} rows to {after} (one per cell) in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// `trips compact`: job N, or every done job.
+fn compact(client: &mut postgres::Client, job: Option<i32>) -> Result<ExitCode> {
+    let jobs: Vec<i32> = match job {
+        Some(job) => vec![job],
+        None => client
+            .query(
+                "SELECT id FROM ingest_jobs WHERE state = 'done' ORDER BY id",
+                &[],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect(),
+    };
+    if jobs.is_empty() {
+        eprintln!("no done ingest jobs: nothing to compact");
+    }
+    for job in jobs {
+        compact_job(client, job)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// How often `trips watch` checks for loaders that died without a word, while no event arrives.

@@ -96,6 +96,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "021_polygon_both_by_cells.sql",
         include_str!("../db/021_polygon_both_by_cells.sql"),
     ),
+    (
+        22,
+        "022_area_points_compaction.sql",
+        include_str!("../db/022_area_points_compaction.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.

@@ -198,9 +198,11 @@ fn the_sample_region_averages() {
 fn weekly_avg_equals_the_plain_sql_on_edges_weeks_and_windows() {
     let db = TestDb::new("weekly_property");
     let mut rng = Rng(0x5eed_1234_abcd_0001);
-    // A tiny tally limit: the loader sends points many times per file, so cells have several rows.
+    // A tiny tally limit, not compacted: the loader sends points many times per file, so cells have
+    // several rows.
     let file = db.file("a.csv", trips_csv(&mut rng, 3000));
-    db.trips(&["ingest", "--tally-limit", "500", &file]).ok();
+    db.trips(&["ingest", "--tally-limit", "500", "--no-compact", &file])
+        .ok();
     let mut client = db.client();
     let windows = [
         None,
@@ -644,9 +646,10 @@ fn box_counts(client: &mut Client, boxes: &[[f64; 4]]) -> Vec<(String, i64, i64)
 fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
     let db = TestDb::new("weekly_crowded");
     let mut rng = Rng(0x5eed_1234_abcd_0005);
-    // A small tally limit: each cell gets several rows, each sorted on its own.
+    // A small tally limit, not compacted: each cell gets several rows, each sorted on its own.
     let file = db.file("a.csv", crowded_trips_csv(&mut rng, 3000));
-    db.trips(&["ingest", "--tally-limit", "700", &file]).ok();
+    db.trips(&["ingest", "--tally-limit", "700", "--no-compact", &file])
+        .ok();
     let boxes: Vec<[f64; 4]> = (0..150).map(|_| crowded_box(&mut rng)).collect();
     let mut client = db.client();
     let check = |client: &mut Client, when: &str| {
@@ -667,6 +670,46 @@ fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
                    HAVING count(*) > 1) AS c"
         ) > 10,
         "several rows per cell"
+    );
+
+    // Compaction (db/022): one row per cell, the same points, in the order the box counts rely on.
+    let points =
+        "SELECT side, cx, cy, unnest(lon), unnest(lat), unnest(departed_at), unnest(other_lon),
+                         unnest(other_lat) FROM trip_area_points ORDER BY 1, 2, 3, 4, 5, 6, 7, 8";
+    let before = db.rows(points);
+    let run = db.trips(&["compact"]).ok();
+    assert!(
+        run.stderr
+            .contains("job 1: compacted the area points from "),
+        "{}",
+        run.stderr
+    );
+    check(&mut client, "after trips compact");
+    assert_eq!(db.rows(points), before, "the points after compaction");
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM (SELECT side, cx, cy FROM trip_area_points GROUP BY 1, 2, 3
+                   HAVING count(*) > 1) AS c"
+        ),
+        0,
+        "one row per cell after compaction"
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM trip_area_points
+              WHERE trips <> cardinality(lon)
+                 OR lon <> (SELECT array_agg(v ORDER BY v) FROM unnest(lon) AS v)
+                 OR lat_sorted <> (SELECT array_agg(v ORDER BY v) FROM unnest(lat) AS v)"
+        ),
+        0,
+        "compacted rows counted and sorted"
+    );
+    let run = db.trips(&["compact", "--job", "1"]).ok();
+    assert!(
+        run.stderr
+            .contains("job 1: area points already one row per cell"),
+        "{}",
+        run.stderr
     );
 
     // Rows written before db/015: in no particular order, without lat_sorted. The migration sorts them.
@@ -766,10 +809,12 @@ fn paired_area(rng: &mut Rng) -> String {
 fn both_and_either_count_pairs_of_cells_exactly_after_load_and_migration() {
     let db = TestDb::new("weekly_pairs");
     let mut rng = Rng(0x5eed_1234_abcd_0006);
-    // Two files, and a small tally limit: a cell's points come in several rows, its pairs in two jobs.
+    // Two files, and a small tally limit, not compacted: a cell's points come in several rows, its pairs
+    // in two jobs.
     for name in ["a.csv", "b.csv"] {
         let file = db.file(name, paired_trips_csv(&mut rng, 2000));
-        db.trips(&["ingest", "--tally-limit", "600", &file]).ok();
+        db.trips(&["ingest", "--tally-limit", "600", "--no-compact", &file])
+            .ok();
     }
     let areas: Vec<String> = (0..80).map(|_| paired_area(&mut rng)).collect();
     let mut client = db.client();
@@ -935,7 +980,22 @@ fn polygons_count_points_on_and_beside_slanted_edges_exactly() {
         }
     }
     let file = db.file("a.csv", csv);
-    db.trips(&["ingest", "--tally-limit", "800", &file]).ok();
+    // Sent in several parts, then compacted by the loader once the job is done (db/022).
+    let run = db.trips(&["ingest", "--tally-limit", "800", &file]).ok();
+    assert!(
+        run.stderr
+            .contains("job 1: compacted the area points from "),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM (SELECT side, cx, cy FROM trip_area_points GROUP BY 1, 2, 3
+                   HAVING count(*) > 1) AS c"
+        ),
+        0,
+        "one row per cell"
+    );
     let mut client = db.client();
     let (mut one_edge_cells, mut on_edges) = (0, 0);
     for t in &triangles {
