@@ -26,7 +26,7 @@ export DATABASE_URL=$(db_url "$DB")
 for n in "${SIZES[@]}"; do
     log "loading $n trips"
     fresh_db "$DB"
-    "$TRIPS" gen --rows "$n" --seed 42 | "$TRIPS" ingest --progress-secs 0 - 2>/dev/null
+    "$TRIPS" gen --rows "$n" --seed 42 | "$TRIPS" ingest --progress-secs 0 - 2>"$OUT/load-$n.txt"
     psql_at "$PORT" "$DB" -qc "VACUUM ANALYZE"
     log "asking $AREAS areas ($PLAIN also with the plain SQL)"
     "$REPO/target/release/examples/weekly_avg_bench" "$DATABASE_URL" "$AREAS" "$PLAIN" 7 \
