@@ -218,7 +218,24 @@ fn compact_job(client: &mut postgres::Client, job: i32) -> Result<()> {
 /// `trips compact`: job N, or every done job.
 fn compact(client: &mut postgres::Client, job: Option<i32>) -> Result<ExitCode> {
     let jobs: Vec<i32> = match job {
-        Some(job) => vec![job],
+        Some(job) => {
+            let state: Option<String> = client
+                .query_opt("SELECT state FROM ingest_jobs WHERE id = $1", &[&job])?
+                .map(|r| r.get(0));
+            match state.as_deref() {
+                Some("done") => vec![job],
+                Some(state) => {
+                    return Err(usage(format!(
+                        "job {job} is {state}: only a done job's area points are compacted"
+                    )));
+                }
+                None => {
+                    return Err(usage(format!(
+                        "there is no ingest job {job}; `trips jobs` lists them"
+                    )));
+                }
+            }
+        }
         None => client
             .query(
                 "SELECT id FROM ingest_jobs WHERE state = 'done' ORDER BY id",

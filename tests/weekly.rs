@@ -711,6 +711,14 @@ fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
         "{}",
         run.stderr
     );
+    let run = db.trips(&["compact", "--job", "9"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("there is no ingest job 9; `trips jobs` lists them"),
+        "{}",
+        run.stderr
+    );
 
     // Rows written before db/015: in no particular order, without lat_sorted. The migration sorts them.
     client
