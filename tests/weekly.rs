@@ -583,6 +583,14 @@ fn area_points_loaded_before_db_013_move_into_a_partition_per_job() {
 /// Trips crowded into a few level-3 cells, on a grid of 1e-4 degree (many share a coordinate), and boxes
 /// whose edges fall on that grid: a box's edge cells are counted by binary search on sorted coordinates
 /// (db/015_box_counts.sql), and a point on the edge, or many, must count once, whichever edge cuts the cell.
+/// How many (side, cell)s have their points in more than one row of trip_area_points.
+fn cells_in_several_rows(db: &TestDb) -> i64 {
+    db.count(
+        "SELECT count(*) FROM (SELECT side, cx, cy FROM trip_area_points GROUP BY 1, 2, 3
+                               HAVING count(*) > 1) AS c",
+    )
+}
+
 fn crowded_trips_csv(rng: &mut Rng, rows: usize) -> String {
     let mut csv = format!("{HEADER}\n");
     let mut coordinate = |base: f64| match rng.below(5) {
@@ -664,13 +672,7 @@ fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
         );
     };
     check(&mut client, "as loaded");
-    assert!(
-        db.count(
-            "SELECT count(*) FROM (SELECT side, cx, cy FROM trip_area_points GROUP BY 1, 2, 3
-                   HAVING count(*) > 1) AS c"
-        ) > 10,
-        "several rows per cell"
-    );
+    assert!(cells_in_several_rows(&db) > 10, "several rows per cell");
 
     // Compaction (db/022): one row per cell, the same points, in the order the box counts rely on.
     let points =
@@ -687,10 +689,7 @@ fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
     check(&mut client, "after trips compact");
     assert_eq!(db.rows(points), before, "the points after compaction");
     assert_eq!(
-        db.count(
-            "SELECT count(*) FROM (SELECT side, cx, cy FROM trip_area_points GROUP BY 1, 2, 3
-                   HAVING count(*) > 1) AS c"
-        ),
+        cells_in_several_rows(&db),
         0,
         "one row per cell after compaction"
     );
@@ -996,14 +995,7 @@ fn polygons_count_points_on_and_beside_slanted_edges_exactly() {
         "{}",
         run.stderr
     );
-    assert_eq!(
-        db.count(
-            "SELECT count(*) FROM (SELECT side, cx, cy FROM trip_area_points GROUP BY 1, 2, 3
-                   HAVING count(*) > 1) AS c"
-        ),
-        0,
-        "one row per cell"
-    );
+    assert_eq!(cells_in_several_rows(&db), 0, "one row per cell");
     let mut client = db.client();
     let (mut one_edge_cells, mut on_edges) = (0, 0);
     for t in &triangles {
