@@ -200,9 +200,20 @@ fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
 /// Compacts job N's area points (db/022_area_points_compaction.sql) and says what it did.
 fn compact_job(client: &mut postgres::Client, job: i32) -> Result<()> {
     let started = Instant::now();
-    let row = client
-        .query_one("SELECT * FROM compact_area_points($1)", &[&job])
-        .with_context(|| format!("while compacting the area points of job {job}"))?;
+    let row = match client.query_one("SELECT * FROM compact_area_points($1)", &[&job]) {
+        Ok(row) => row,
+        Err(e) if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            anyhow::bail!(
+                "could not compact the area points of job {job}: trip_area_points stayed in use for 5 s \
+                 (a long query, or another compaction of this job; db/023_compaction_lock_timeout.sql). \
+                 Nothing changed; run `trips compact --job {job}` again later"
+            )
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("while compacting the area points of job {job}"));
+        }
+    };
     let (before, after): (i64, i64) = (row.get(0), row.get(1));
     if before == after {
         eprintln!("job {job}: area points already one row per cell ({after} rows)");

@@ -101,6 +101,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "022_area_points_compaction.sql",
         include_str!("../db/022_area_points_compaction.sql"),
     ),
+    (
+        23,
+        "023_compaction_lock_timeout.sql",
+        include_str!("../db/023_compaction_lock_timeout.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.
