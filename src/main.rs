@@ -172,8 +172,8 @@ fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
                     // answer, so it is reported and the load still counts as done.
                     if let Err(e) = compact_job(&mut load, job) {
                         eprintln!(
-                            "warning: job {job} is loaded, but compacting its area points failed: {}; \
-                             answers are exact either way, `trips compact --job {job}` tries again",
+                            "warning: job {job} is loaded, but its area points were not compacted \
+                             (answers are the same, only slower to read): {}",
                             conninfo::redact(&format!("{e:#}"))
                         );
                     }
@@ -210,8 +210,12 @@ fn compact_job(client: &mut postgres::Client, job: i32) -> Result<()> {
             )
         }
         Err(e) => {
-            return Err(e)
-                .with_context(|| format!("while compacting the area points of job {job}"));
+            return Err(e).with_context(|| {
+                format!(
+                    "while compacting the area points of job {job} \
+                         (`trips compact --job {job}` tries again)"
+                )
+            });
         }
     };
     let (before, after): (i64, i64) = (row.get(0), row.get(1));
