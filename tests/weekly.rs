@@ -580,9 +580,6 @@ fn area_points_loaded_before_db_013_move_into_a_partition_per_job() {
     check(&mut db.client());
 }
 
-/// Trips crowded into a few level-3 cells, on a grid of 1e-4 degree (many share a coordinate), and boxes
-/// whose edges fall on that grid: a box's edge cells are counted by binary search on sorted coordinates
-/// (db/015_box_counts.sql), and a point on the edge, or many, must count once, whichever edge cuts the cell.
 /// How many (side, cell)s have their points in more than one row of trip_area_points.
 fn cells_in_several_rows(db: &TestDb) -> i64 {
     db.count(
@@ -591,6 +588,9 @@ fn cells_in_several_rows(db: &TestDb) -> i64 {
     )
 }
 
+/// Trips crowded into a few level-3 cells, on a grid of 1e-4 degree (many share a coordinate), and boxes
+/// whose edges fall on that grid: a box's edge cells are counted by binary search on sorted coordinates
+/// (db/015_box_counts.sql), and a point on the edge, or many, must count once, whichever edge cuts the cell.
 fn crowded_trips_csv(rng: &mut Rng, rows: usize) -> String {
     let mut csv = format!("{HEADER}\n");
     let mut coordinate = |base: f64| match rng.below(5) {
