@@ -5,7 +5,8 @@
 //! Usage: weekly_avg_bench DATABASE_URL AREAS PLAIN SEED
 //! Areas: centred on random trip origins; boxes 100 m to 100 km wide (log-uniform), every fourth area an
 //! irregular polygon of the same size, and `by` cycling through origin, destination, both, either.
-//! Output: one CSV line per question: kind,by,width_m,ours_ms,ours,plain_ms,plain (plain empty when not run).
+//! Output: one CSV line per question: kind,by,width_m,ours_ms,ours,plain_ms,plain,area (plain empty when not
+//! run; area is the WKT asked about, quoted, so that a slow or wrong answer can be asked again by hand).
 
 use postgres::{Client, NoTls};
 use std::time::Instant;
@@ -53,7 +54,7 @@ fn main() {
         .query_one("SELECT weeks FROM trip_window(NULL, NULL)", &[])
         .unwrap()
         .get(0);
-    println!("kind,by,width_m,ours_ms,ours,plain_ms,plain");
+    println!("kind,by,width_m,ours_ms,ours,plain_ms,plain,area");
     for (i, &(lon, lat)) in centres.iter().enumerate() {
         let width_m = 100.0 * 1000f64.powf(rng.next());
         let half_lat = width_m / 2.0 / 111_320.0;
@@ -101,7 +102,7 @@ fn main() {
                 eprintln!("MISMATCH {kind} {by} {wkt}: weekly_avg {ours}, plain SQL {avg}");
             }
         }
-        println!("{kind},{by},{width_m:.0},{ours_ms:.3},{ours},{plain_ms},{plain_avg}");
+        println!("{kind},{by},{width_m:.0},{ours_ms:.3},{ours},{plain_ms},{plain_avg},\"{wkt}\"");
     }
 }
 
