@@ -1041,6 +1041,40 @@ fn polygons_count_points_on_and_beside_slanted_edges_exactly() {
                 "{area} by {by}: weekly_avg {ours}, plain SQL {plain}"
             );
         }
+        // The same triangle as a hole in a box around it: the area is now on the other side of each of
+        // its edges, and the hole's ring may run either way round.
+        let (x0, x1) = (
+            t.iter().map(|p| p.0).min().unwrap() - 20_000,
+            t.iter().map(|p| p.0).max().unwrap() + 20_000,
+        );
+        let (y0, y1) = (
+            t.iter().map(|p| p.1).min().unwrap() - 20_000,
+            t.iter().map(|p| p.1).max().unwrap() + 20_000,
+        );
+        let holed = format!(
+            "SRID=4326;POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}),\
+             ({a0} {a1},{b0} {b1},{c0} {c1},{a0} {a1}))",
+            x0 = deg(x0),
+            x1 = deg(x1),
+            y0 = deg(y0),
+            y1 = deg(y1),
+            a0 = deg(t[0].0),
+            a1 = deg(t[0].1),
+            b0 = deg(t[1].0),
+            b1 = deg(t[1].1),
+            c0 = deg(t[2].0),
+            c1 = deg(t[2].1)
+        );
+        for by in BY {
+            let (ours, plain) = (
+                weekly_avg(&mut client, &holed, by, None),
+                plain_avg(&mut client, &holed, by, None),
+            );
+            assert!(
+                (ours - plain).abs() <= 1e-9 * plain.max(1.0),
+                "{holed} by {by}: weekly_avg {ours}, plain SQL {plain}"
+            );
+        }
         // The cut cells crossed by one edge, counted by sides of it, and the trips on the edges.
         let row = client
             .query_one(

@@ -54,3 +54,6 @@ for k in calls:
     print(f"{k}: p50 {pct(med[k], 50):.2f} ms, p95 {pct(med[k], 95):.2f} ms, max {max(med[k]):.2f} ms, "
           f"sum {sum(med[k]):.0f} ms   {calls[k]}")
 print(f"new / old per area: median {statistics.median(ratios):.2f}, min {min(ratios):.2f}, max {max(ratios):.2f}")
+worst = sorted(range(len(areas)), key=lambda i: -ratios[i])[:3]
+print("largest ratios: " + ", ".join(f"line {i + 1} ({areas[i][0]}) {med['old'][i]:.1f} -> {med['new'][i]:.1f} ms"
+                                     for i in worst))
