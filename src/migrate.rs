@@ -106,6 +106,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "023_compaction_lock_timeout.sql",
         include_str!("../db/023_compaction_lock_timeout.sql"),
     ),
+    (
+        24,
+        "024_polygon_cells_from_edges.sql",
+        include_str!("../db/024_polygon_cells_from_edges.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.
