@@ -83,8 +83,9 @@ impl RowEncoder {
     }
 
     /// A `trip_area_points` row: job, side, level-3 cell, trips, then the points as arrays in order of
-    /// longitude (ties in the order they came), and the latitudes once more in their own order, for the
-    /// binary searches of db/015_box_counts.sql. The other end's arrays are NULL when empty.
+    /// longitude (ties in the order they came), and the latitudes once more in their own order with their
+    /// longitudes beside them, for the binary searches of db/015_box_counts.sql and
+    /// db/025_area_points_by_latitude.sql. The other end's arrays are NULL when empty.
     pub fn area_points(&mut self, job: i32, key: &AreaCell, points: &CellPoints) {
         let mut order: Vec<usize> = (0..points.lon.len()).collect();
         order.sort_by_key(|&i| points.lon[i]); // stable
@@ -94,9 +95,9 @@ impl RowEncoder {
         } else {
             &order[..]
         };
-        let mut lat_sorted = points.lat.clone();
-        lat_sorted.sort_unstable();
-        self.start(11);
+        let mut by_lat: Vec<usize> = (0..points.lat.len()).collect();
+        by_lat.sort_unstable_by_key(|&i| (points.lat[i], points.lon[i]));
+        self.start(12);
         self.field(&job.to_be_bytes());
         self.field(&key.side.to_be_bytes());
         self.field(&key.x.to_be_bytes());
@@ -116,7 +117,14 @@ impl RowEncoder {
             INT4_OID,
             other.iter().map(|&i| points.other_lat[i].to_be_bytes()),
         );
-        self.array(INT4_OID, lat_sorted.iter().map(|v| v.to_be_bytes()));
+        self.array(
+            INT4_OID,
+            by_lat.iter().map(|&i| points.lat[i].to_be_bytes()),
+        );
+        self.array(
+            INT4_OID,
+            by_lat.iter().map(|&i| points.lon[i].to_be_bytes()),
+        );
     }
 
     /// A one-dimensional array without NULL elements (binary array format: dimensions, flags, element
@@ -246,7 +254,8 @@ mod tests {
     }
 
     #[test]
-    fn an_area_points_row_is_in_order_of_longitude_with_nulls_and_sorted_latitudes() {
+    fn an_area_points_row_is_in_order_of_longitude_with_nulls_and_sorted_latitudes_with_their_longitudes()
+     {
         let key = AreaCell {
             side: 2,
             level: 3,
@@ -262,13 +271,15 @@ mod tests {
         let mut enc = RowEncoder::new();
         enc.area_points(9, &key, &points);
         let body = body(enc);
-        // field count; job, side, x, y, trips; two int4[3] and one timestamp[3]; two NULLs; one int4[3];
+        // field count; job, side, x, y, trips; two int4[3] and one timestamp[3]; two NULLs; two int4[3];
         // trailer.
         let ints = 4 + 20 + 3 * 8;
         let stamps = 4 + 20 + 3 * 12;
         let (lon, lat) = (2 + 38, 2 + 38 + ints);
         let (nulls, lat_sorted) = (lat + ints + stamps, lat + ints + stamps + 8);
-        assert_eq!(body.len(), lat_sorted + ints + 2);
+        let lon_by_lat = lat_sorted + ints;
+        assert_eq!(&body[..2], &12i16.to_be_bytes());
+        assert_eq!(body.len(), lon_by_lat + ints + 2);
         assert_eq!(&body[lon..lon + 4], &44i32.to_be_bytes());
         assert_eq!(&body[lon + 12..lon + 16], &INT4_OID.to_be_bytes());
         assert_eq!(&body[nulls..nulls + 8], &[255; 8]);
@@ -288,5 +299,6 @@ mod tests {
         assert_eq!(elements(lat, 4), [9, 3, 4]);
         assert_eq!(elements(lat + ints, 8), [6, 5, 7]);
         assert_eq!(elements(lat_sorted, 4), [3, 4, 9]);
+        assert_eq!(elements(lon_by_lat, 4), [2, 2, 1]);
     }
 }

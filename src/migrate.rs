@@ -111,6 +111,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "024_polygon_cells_from_edges.sql",
         include_str!("../db/024_polygon_cells_from_edges.sql"),
     ),
+    (
+        25,
+        "025_area_points_by_latitude.sql",
+        include_str!("../db/025_area_points_by_latitude.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.

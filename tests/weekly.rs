@@ -581,6 +581,18 @@ fn area_points_loaded_before_db_013_move_into_a_partition_per_job() {
 }
 
 /// How many (side, cell)s have their points in more than one row of trip_area_points.
+/// Rows of points whose arrays are not as db/015 and db/025 need them: `trips` their length, `lon` in
+/// order, `lat_sorted` the latitudes in order and `lon_by_lat` the longitude of each of them.
+fn rows_out_of_order(db: &TestDb) -> i64 {
+    db.count(
+        "SELECT count(*) FROM trip_area_points
+          WHERE trips <> cardinality(lon)
+             OR lon <> (SELECT array_agg(v ORDER BY v) FROM unnest(lon) AS v)
+             OR lat_sorted <> (SELECT array_agg(v ORDER BY v) FROM unnest(lat) AS v)
+             OR lon_by_lat <> (SELECT array_agg(u.x ORDER BY u.y, u.x) FROM unnest(lon, lat) AS u(x, y))",
+    )
+}
+
 fn cells_in_several_rows(db: &TestDb) -> i64 {
     db.count(
         "SELECT count(*) FROM (SELECT side, cx, cy FROM trip_area_points GROUP BY 1, 2, 3
@@ -673,6 +685,7 @@ fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
     };
     check(&mut client, "as loaded");
     assert!(cells_in_several_rows(&db) > 10, "several rows per cell");
+    assert_eq!(rows_out_of_order(&db), 0, "rows as the loader wrote them");
 
     // Compaction (db/022): one row per cell, the same points, in the order the box counts rely on.
     let points =
@@ -717,12 +730,7 @@ fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
         "one row per cell after compaction"
     );
     assert_eq!(
-        db.count(
-            "SELECT count(*) FROM trip_area_points
-              WHERE trips <> cardinality(lon)
-                 OR lon <> (SELECT array_agg(v ORDER BY v) FROM unnest(lon) AS v)
-                 OR lat_sorted <> (SELECT array_agg(v ORDER BY v) FROM unnest(lat) AS v)"
-        ),
+        rows_out_of_order(&db),
         0,
         "compacted rows counted and sorted"
     );
@@ -742,10 +750,11 @@ fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
         run.stderr
     );
 
-    // Rows written before db/015: in no particular order, without lat_sorted. The migration sorts them.
+    // Rows written before db/015: in no particular order, without lat_sorted (nor db/025's lon_by_lat).
+    // The migrations sort them and add both.
     client
         .batch_execute(
-            "DELETE FROM schema_migrations WHERE version = 15;
+            "DELETE FROM schema_migrations WHERE version IN (15, 25);
              UPDATE trip_area_points p
                 SET lon = (SELECT array_agg(v ORDER BY i DESC) FROM unnest(p.lon) WITH ORDINALITY u(v, i)),
                     lat = (SELECT array_agg(v ORDER BY i DESC) FROM unnest(p.lat) WITH ORDINALITY u(v, i)),
@@ -753,23 +762,33 @@ fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
                                      FROM unnest(p.departed_at) WITH ORDINALITY u(v, i)),
                     other_lon = (SELECT array_agg(v ORDER BY i DESC) FROM unnest(p.other_lon) WITH ORDINALITY u(v, i)),
                     other_lat = (SELECT array_agg(v ORDER BY i DESC) FROM unnest(p.other_lat) WITH ORDINALITY u(v, i));
-             ALTER TABLE trip_area_points DROP COLUMN lat_sorted;
+             ALTER TABLE trip_area_points DROP COLUMN lat_sorted, DROP COLUMN lon_by_lat;
              DROP FUNCTION trip_box_count, trip_box_children, trip_coord_from, trip_coord_to;",
         )
         .unwrap();
     let run = db.trips(&["migrate"]).ok();
     assert!(
-        run.stderr.contains("applied db/015_box_counts.sql"),
+        run.stderr.contains("applied db/015_box_counts.sql")
+            && run
+                .stderr
+                .contains("applied db/025_area_points_by_latitude.sql"),
         "{}",
         run.stderr
     );
     let mut client = db.client();
     check(&mut client, "after db/015 sorted the rows");
 
+    assert_eq!(
+        rows_out_of_order(&db),
+        0,
+        "rows sorted by db/015 and db/025"
+    );
+
     client
         .batch_execute("SELECT rebuild_area_counts()")
         .unwrap();
     check(&mut client, "after rebuild_area_counts()");
+    assert_eq!(rows_out_of_order(&db), 0, "rows rebuilt");
 }
 
 /// Trips in a square of 0.05 degree (five level-2 cells a side), half of them between two crowded spots,
