@@ -1018,6 +1018,11 @@ fn polygons_count_points_on_and_beside_slanted_edges_exactly() {
     let db = TestDb::new("weekly_slanted");
     let mut rng = Rng(0x5eed_1234_abcd_0007);
     let deg = |v: i64| format!("{}.{:07}", v / 10_000_000, v % 10_000_000);
+    // A triangle's closed ring, as WKT.
+    let ring = |t: &[(i64, i64); 3]| {
+        let p = |k: usize| format!("{} {}", deg(t[k].0), deg(t[k].1));
+        format!("({},{},{},{})", p(0), p(1), p(2), p(0))
+    };
     let triangles: Vec<[(i64, i64); 3]> = (0..16).map(|_| slanted_triangle(&mut rng)).collect();
     let mut csv = format!("{HEADER}\n");
     for (i, t) in triangles.iter().enumerate() {
@@ -1053,15 +1058,7 @@ fn polygons_count_points_on_and_beside_slanted_edges_exactly() {
     client.batch_execute("SET jit = off").unwrap();
     let (mut one_edge_cells, mut on_edges) = (0, 0);
     for t in &triangles {
-        let area = format!(
-            "SRID=4326;POLYGON(({a0} {a1},{b0} {b1},{c0} {c1},{a0} {a1}))",
-            a0 = deg(t[0].0),
-            a1 = deg(t[0].1),
-            b0 = deg(t[1].0),
-            b1 = deg(t[1].1),
-            c0 = deg(t[2].0),
-            c1 = deg(t[2].1)
-        );
+        let area = format!("SRID=4326;POLYGON({})", ring(t));
         for by in ["origin", "destination"] {
             let (ours, plain) = (
                 weekly_avg(&mut client, &area, by, None),
@@ -1083,18 +1080,12 @@ fn polygons_count_points_on_and_beside_slanted_edges_exactly() {
             t.iter().map(|p| p.1).max().unwrap() + 20_000,
         );
         let holed = format!(
-            "SRID=4326;POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}),\
-             ({a0} {a1},{b0} {b1},{c0} {c1},{a0} {a1}))",
+            "SRID=4326;POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}),{})",
+            ring(t),
             x0 = deg(x0),
             x1 = deg(x1),
             y0 = deg(y0),
-            y1 = deg(y1),
-            a0 = deg(t[0].0),
-            a1 = deg(t[0].1),
-            b0 = deg(t[1].0),
-            b1 = deg(t[1].1),
-            c0 = deg(t[2].0),
-            c1 = deg(t[2].1)
+            y1 = deg(y1)
         );
         for by in BY {
             let (ours, plain) = (
@@ -1122,18 +1113,12 @@ fn polygons_count_points_on_and_beside_slanted_edges_exactly() {
     // A collection of a triangle and a line: a cell the line alone crosses is not split in two by it.
     let t = &triangles[0];
     let area = format!(
-        "SRID=4326;GEOMETRYCOLLECTION(POLYGON(({a0} {a1},{b0} {b1},{c0} {c1},{a0} {a1})),\
-         LINESTRING({} {},{} {}))",
+        "SRID=4326;GEOMETRYCOLLECTION(POLYGON({}),LINESTRING({} {},{} {}))",
+        ring(t),
         deg(t[0].0 - 30_000),
         deg(t[0].1 - 30_000),
         deg(t[0].0 + 30_000),
-        deg(t[0].1 + 30_500),
-        a0 = deg(t[0].0),
-        a1 = deg(t[0].1),
-        b0 = deg(t[1].0),
-        b1 = deg(t[1].1),
-        c0 = deg(t[2].0),
-        c1 = deg(t[2].1)
+        deg(t[0].1 + 30_500)
     );
     let (ours, plain) = (
         weekly_avg(&mut client, &area, "origin", None),
