@@ -95,8 +95,13 @@ impl RowEncoder {
         } else {
             &order[..]
         };
-        let mut by_lat: Vec<usize> = (0..points.lat.len()).collect();
-        by_lat.sort_unstable_by_key(|&i| (points.lat[i], points.lon[i]));
+        let mut by_lat: Vec<(i32, i32)> = points
+            .lat
+            .iter()
+            .copied()
+            .zip(points.lon.iter().copied())
+            .collect();
+        by_lat.sort_unstable();
         self.start(12);
         self.field(&job.to_be_bytes());
         self.field(&key.side.to_be_bytes());
@@ -117,14 +122,8 @@ impl RowEncoder {
             INT4_OID,
             other.iter().map(|&i| points.other_lat[i].to_be_bytes()),
         );
-        self.array(
-            INT4_OID,
-            by_lat.iter().map(|&i| points.lat[i].to_be_bytes()),
-        );
-        self.array(
-            INT4_OID,
-            by_lat.iter().map(|&i| points.lon[i].to_be_bytes()),
-        );
+        self.array(INT4_OID, by_lat.iter().map(|&(lat, _)| lat.to_be_bytes()));
+        self.array(INT4_OID, by_lat.iter().map(|&(_, lon)| lon.to_be_bytes()));
     }
 
     /// A one-dimensional array without NULL elements (binary array format: dimensions, flags, element
