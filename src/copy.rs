@@ -83,9 +83,10 @@ impl RowEncoder {
     }
 
     /// A `trip_area_points` row: job, side, level-3 cell, trips, then the points as arrays in order of
-    /// longitude (ties in the order they came), and the latitudes once more in their own order with their
-    /// longitudes beside them, for the binary searches of db/015_box_counts.sql and
-    /// db/025_area_points_by_latitude.sql. The other end's arrays are NULL when empty.
+    /// longitude (ties in the order they came), the latitudes once more in their own order with their
+    /// longitudes beside them, and the other ends in order of longitude (then latitude), for the binary
+    /// searches of db/015_box_counts.sql, db/025_area_points_by_latitude.sql and
+    /// db/026_area_points_other_ends_by_longitude.sql. The other end's arrays are NULL when empty.
     pub fn area_points(&mut self, job: i32, key: &AreaCell, points: &CellPoints) {
         let mut order: Vec<usize> = (0..points.lon.len()).collect();
         order.sort_by_key(|&i| points.lon[i]); // stable
@@ -102,7 +103,14 @@ impl RowEncoder {
             .zip(points.lon.iter().copied())
             .collect();
         by_lat.sort_unstable();
-        self.start(12);
+        let mut others: Vec<(i32, i32)> = points
+            .other_lon
+            .iter()
+            .copied()
+            .zip(points.other_lat.iter().copied())
+            .collect();
+        others.sort_unstable();
+        self.start(14);
         self.field(&job.to_be_bytes());
         self.field(&key.side.to_be_bytes());
         self.field(&key.x.to_be_bytes());
@@ -124,6 +132,8 @@ impl RowEncoder {
         );
         self.array(INT4_OID, by_lat.iter().map(|&(lat, _)| lat.to_be_bytes()));
         self.array(INT4_OID, by_lat.iter().map(|&(_, lon)| lon.to_be_bytes()));
+        self.array(INT4_OID, others.iter().map(|&(lon, _)| lon.to_be_bytes()));
+        self.array(INT4_OID, others.iter().map(|&(_, lat)| lat.to_be_bytes()));
     }
 
     /// A one-dimensional array without NULL elements (binary array format: dimensions, flags, element
@@ -271,14 +281,15 @@ mod tests {
         enc.area_points(9, &key, &points);
         let body = body(enc);
         // field count; job, side, x, y, trips; two int4[3] and one timestamp[3]; two NULLs; two int4[3];
-        // trailer.
+        // two NULLs (no other ends); trailer.
         let ints = 4 + 20 + 3 * 8;
         let stamps = 4 + 20 + 3 * 12;
         let (lon, lat) = (2 + 38, 2 + 38 + ints);
         let (nulls, lat_sorted) = (lat + ints + stamps, lat + ints + stamps + 8);
         let lon_by_lat = lat_sorted + ints;
-        assert_eq!(&body[..2], &12i16.to_be_bytes());
-        assert_eq!(body.len(), lon_by_lat + ints + 2);
+        assert_eq!(&body[..2], &14i16.to_be_bytes());
+        assert_eq!(&body[lon_by_lat + ints..][..8], &[255; 8]);
+        assert_eq!(body.len(), lon_by_lat + ints + 8 + 2);
         assert_eq!(&body[lon..lon + 4], &44i32.to_be_bytes());
         assert_eq!(&body[lon + 12..lon + 16], &INT4_OID.to_be_bytes());
         assert_eq!(&body[nulls..nulls + 8], &[255; 8]);
@@ -299,5 +310,43 @@ mod tests {
         assert_eq!(elements(lat + ints, 8), [6, 5, 7]);
         assert_eq!(elements(lat_sorted, 4), [3, 4, 9]);
         assert_eq!(elements(lon_by_lat, 4), [2, 2, 1]);
+    }
+
+    #[test]
+    fn an_area_points_row_keeps_its_other_ends_in_its_order_and_in_order_of_their_longitude() {
+        let key = AreaCell {
+            side: 1,
+            level: 3,
+            x: 0,
+            y: 0,
+        };
+        let points = CellPoints {
+            lon: vec![3, 1, 2],
+            lat: vec![0, 0, 0],
+            departed_at: vec![0, 0, 0],
+            other_lon: vec![7, 9, 7],
+            other_lat: vec![6, 5, 4],
+        };
+        let mut enc = RowEncoder::new();
+        enc.area_points(9, &key, &points);
+        let body = body(enc);
+        // The 14 fields: 5 scalars, then nine arrays of three, the third of timestamps.
+        let ints = 4 + 20 + 3 * 8;
+        let stamps = 4 + 20 + 3 * 12;
+        let array = |k: usize| 2 + 38 + k * ints + if k > 2 { stamps - ints } else { 0 };
+        let elements = |at: usize| -> Vec<i32> {
+            (0..3)
+                .map(|k| i32::from_be_bytes(body[at + 24 + k * 8 + 4..][..4].try_into().unwrap()))
+                .collect()
+        };
+        assert_eq!(&body[..2], &14i16.to_be_bytes());
+        assert_eq!(body.len(), array(9) + 2);
+        assert_eq!(elements(array(0)), [1, 2, 3]);
+        // other_lon, other_lat: beside their points, in longitude order.
+        assert_eq!(elements(array(3)), [9, 7, 7]);
+        assert_eq!(elements(array(4)), [5, 4, 6]);
+        // other_lon_sorted, other_lat_by_other_lon: by longitude, then latitude.
+        assert_eq!(elements(array(7)), [7, 7, 9]);
+        assert_eq!(elements(array(8)), [4, 6, 5]);
     }
 }

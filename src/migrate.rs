@@ -116,6 +116,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "025_area_points_by_latitude.sql",
         include_str!("../db/025_area_points_by_latitude.sql"),
     ),
+    (
+        26,
+        "026_area_points_other_ends_by_longitude.sql",
+        include_str!("../db/026_area_points_other_ends_by_longitude.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.

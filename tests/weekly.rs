@@ -581,15 +581,21 @@ fn area_points_loaded_before_db_013_move_into_a_partition_per_job() {
 }
 
 /// How many (side, cell)s have their points in more than one row of trip_area_points.
-/// Rows of points whose arrays are not as db/015 and db/025 need them: `trips` their length, `lon` in
-/// order, `lat_sorted` the latitudes in order and `lon_by_lat` the longitude of each of them.
+/// Rows of points whose arrays are not as db/015, db/025 and db/026 need them: `trips` their length, `lon`
+/// in order, `lat_sorted` the latitudes in order and `lon_by_lat` the longitude of each of them, the other
+/// ends there and `other_lon_sorted` / `other_lat_by_other_lon` the same other ends in order of longitude.
 fn rows_out_of_order(db: &TestDb) -> i64 {
     db.count(
         "SELECT count(*) FROM trip_area_points
           WHERE trips <> cardinality(lon)
              OR lon <> (SELECT array_agg(v ORDER BY v) FROM unnest(lon) AS v)
              OR lat_sorted <> (SELECT array_agg(v ORDER BY v) FROM unnest(lat) AS v)
-             OR lon_by_lat <> (SELECT array_agg(u.x ORDER BY u.y, u.x) FROM unnest(lon, lat) AS u(x, y))",
+             OR lon_by_lat <> (SELECT array_agg(u.x ORDER BY u.y, u.x) FROM unnest(lon, lat) AS u(x, y))
+             OR other_lon IS NULL OR trips <> cardinality(other_lon)
+             OR other_lon_sorted IS DISTINCT FROM
+                (SELECT array_agg(u.x ORDER BY u.x, u.y) FROM unnest(other_lon, other_lat) AS u(x, y))
+             OR other_lat_by_other_lon IS DISTINCT FROM
+                (SELECT array_agg(u.y ORDER BY u.x, u.y) FROM unnest(other_lon, other_lat) AS u(x, y))",
     )
 }
 
@@ -750,11 +756,11 @@ fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
         run.stderr
     );
 
-    // Rows written before db/015: in no particular order, without lat_sorted (nor db/025's lon_by_lat).
-    // The migrations sort them and add both.
+    // Rows written before db/015: in no particular order, without lat_sorted (nor db/025's lon_by_lat, nor
+    // db/026's other ends in order). The migrations sort them and add those.
     client
         .batch_execute(
-            "DELETE FROM schema_migrations WHERE version IN (15, 25);
+            "DELETE FROM schema_migrations WHERE version IN (15, 25, 26);
              UPDATE trip_area_points p
                 SET lon = (SELECT array_agg(v ORDER BY i DESC) FROM unnest(p.lon) WITH ORDINALITY u(v, i)),
                     lat = (SELECT array_agg(v ORDER BY i DESC) FROM unnest(p.lat) WITH ORDINALITY u(v, i)),
@@ -762,7 +768,8 @@ fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
                                      FROM unnest(p.departed_at) WITH ORDINALITY u(v, i)),
                     other_lon = (SELECT array_agg(v ORDER BY i DESC) FROM unnest(p.other_lon) WITH ORDINALITY u(v, i)),
                     other_lat = (SELECT array_agg(v ORDER BY i DESC) FROM unnest(p.other_lat) WITH ORDINALITY u(v, i));
-             ALTER TABLE trip_area_points DROP COLUMN lat_sorted, DROP COLUMN lon_by_lat;
+             ALTER TABLE trip_area_points DROP COLUMN lat_sorted, DROP COLUMN lon_by_lat,
+                                          DROP COLUMN other_lon_sorted, DROP COLUMN other_lat_by_other_lon;
              DROP FUNCTION trip_box_count, trip_box_children, trip_coord_from, trip_coord_to;",
         )
         .unwrap();
@@ -771,7 +778,10 @@ fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
         run.stderr.contains("applied db/015_box_counts.sql")
             && run
                 .stderr
-                .contains("applied db/025_area_points_by_latitude.sql"),
+                .contains("applied db/025_area_points_by_latitude.sql")
+            && run
+                .stderr
+                .contains("applied db/026_area_points_other_ends_by_longitude.sql"),
         "{}",
         run.stderr
     );
@@ -781,7 +791,7 @@ fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
     assert_eq!(
         rows_out_of_order(&db),
         0,
-        "rows sorted by db/015 and db/025"
+        "rows sorted by db/015, db/025 and db/026"
     );
 
     client
@@ -909,13 +919,15 @@ fn both_and_either_count_pairs_of_cells_exactly_after_load_and_migration() {
     check(&mut client, "as loaded");
 
     // A database from before db/016: no pairs, destination rows without their origins (nor db/025's
-    // lon_by_lat, which db/016's rebuild does not write). The migrations rebuild them from the trips.
+    // lon_by_lat or db/026's other ends in order, which db/016's rebuild does not write). The migrations
+    // rebuild them from the trips.
     client
         .batch_execute(
-            "DELETE FROM schema_migrations WHERE version IN (16, 25);
+            "DELETE FROM schema_migrations WHERE version IN (16, 25, 26);
              DROP TABLE trip_area_pairs;
              DROP FUNCTION trip_area_both;
-             ALTER TABLE trip_area_points DROP COLUMN lon_by_lat;
+             ALTER TABLE trip_area_points DROP COLUMN lon_by_lat,
+                                          DROP COLUMN other_lon_sorted, DROP COLUMN other_lat_by_other_lon;
              UPDATE trip_area_points SET other_lon = NULL, other_lat = NULL WHERE side = 2;",
         )
         .unwrap();
@@ -924,14 +936,17 @@ fn both_and_either_count_pairs_of_cells_exactly_after_load_and_migration() {
         run.stderr.contains("applied db/016_area_pairs.sql")
             && run
                 .stderr
-                .contains("applied db/025_area_points_by_latitude.sql"),
+                .contains("applied db/025_area_points_by_latitude.sql")
+            && run
+                .stderr
+                .contains("applied db/026_area_points_other_ends_by_longitude.sql"),
         "{}",
         run.stderr
     );
     assert_eq!(
         rows_out_of_order(&db),
         0,
-        "rows rebuilt by db/016 and db/025"
+        "rows rebuilt by db/016, db/025 and db/026"
     );
     assert_eq!(
         db.count("SELECT count(*) FROM trip_area_points WHERE side = 2 AND other_lon IS NULL"),
