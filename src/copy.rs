@@ -96,20 +96,8 @@ impl RowEncoder {
         } else {
             &order[..]
         };
-        let mut by_lat: Vec<(i32, i32)> = points
-            .lat
-            .iter()
-            .copied()
-            .zip(points.lon.iter().copied())
-            .collect();
-        by_lat.sort_unstable();
-        let mut others: Vec<(i32, i32)> = points
-            .other_lon
-            .iter()
-            .copied()
-            .zip(points.other_lat.iter().copied())
-            .collect();
-        others.sort_unstable();
+        let by_lat = sorted_pairs(&points.lat, &points.lon);
+        let others = sorted_pairs(&points.other_lon, &points.other_lat);
         self.start(14);
         self.field(&job.to_be_bytes());
         self.field(&key.side.to_be_bytes());
@@ -214,6 +202,13 @@ pub struct CellPoints {
     pub departed_at: Vec<i64>,
     pub other_lon: Vec<i32>,
     pub other_lat: Vec<i32>,
+}
+
+/// `(a[i], b[i])` for every i, in order of a, then b.
+fn sorted_pairs(a: &[i32], b: &[i32]) -> Vec<(i32, i32)> {
+    let mut pairs: Vec<(i32, i32)> = a.iter().copied().zip(b.iter().copied()).collect();
+    pairs.sort_unstable();
+    pairs
 }
 
 #[cfg(test)]
