@@ -121,6 +121,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "026_area_points_other_ends_by_longitude.sql",
         include_str!("../db/026_area_points_other_ends_by_longitude.sql"),
     ),
+    (
+        27,
+        "027_polygon_both_by_edges.sql",
+        include_str!("../db/027_polygon_both_by_edges.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.

@@ -1135,14 +1135,17 @@ fn polygons_count_points_on_and_beside_slanted_edges_exactly() {
         deg(t[0].0 + 30_000),
         deg(t[0].1 + 30_500)
     );
-    let (ours, plain) = (
-        weekly_avg(&mut client, &area, "origin", None),
-        plain_avg(&mut client, &area, "origin", None),
-    );
-    assert!(
-        (ours - plain).abs() <= 1e-9 * plain.max(1.0),
-        "{area}: weekly_avg {ours}, plain SQL {plain}"
-    );
+    // By both, it keeps db/021's function (trip_collection_both since db/027).
+    for by in BY {
+        let (ours, plain) = (
+            weekly_avg(&mut client, &area, by, None),
+            plain_avg(&mut client, &area, by, None),
+        );
+        assert!(
+            (ours - plain).abs() <= 1e-9 * plain.max(1.0),
+            "{area} by {by}: weekly_avg {ours}, plain SQL {plain}"
+        );
+    }
     assert!(
         one_edge_cells > 100,
         "only {one_edge_cells} cut cells are crossed by one edge"
