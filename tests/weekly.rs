@@ -956,6 +956,18 @@ fn both_and_either_count_pairs_of_cells_exactly_after_load_and_migration() {
     check(&mut client, "after db/016 rebuilt the cells");
 }
 
+/// weekly_avg of `area` by `by` over all time equals the plain SQL's.
+fn assert_equals_plain(client: &mut Client, area: &str, by: &str) {
+    let (ours, plain) = (
+        weekly_avg(client, area, by, None),
+        plain_avg(client, area, by, None),
+    );
+    assert!(
+        (ours - plain).abs() <= 1e-9 * plain.max(1.0),
+        "{area} by {by}: weekly_avg {ours}, plain SQL {plain}"
+    );
+}
+
 /// A triangle near (7.5, 45.0), its vertices on the stored grid (integers, 1e-7 degree), two of its edges
 /// along short integer steps so that many grid points lie exactly on them; 0.002 to 0.03 degree wide.
 fn slanted_triangle(rng: &mut Rng) -> [(i64, i64); 3] {
@@ -1074,15 +1086,8 @@ fn polygons_count_points_on_and_beside_slanted_edges_exactly() {
     let (mut one_edge_cells, mut on_edges) = (0, 0);
     for t in &triangles {
         let area = format!("SRID=4326;POLYGON({})", ring(t));
-        for by in ["origin", "destination"] {
-            let (ours, plain) = (
-                weekly_avg(&mut client, &area, by, None),
-                plain_avg(&mut client, &area, by, None),
-            );
-            assert!(
-                (ours - plain).abs() <= 1e-9 * plain.max(1.0),
-                "{area} by {by}: weekly_avg {ours}, plain SQL {plain}"
-            );
+        for by in BY {
+            assert_equals_plain(&mut client, &area, by);
         }
         // The same triangle as a hole in a box around it: the area is now on the other side of each of
         // its edges, and the hole's ring may run either way round.
@@ -1103,14 +1108,7 @@ fn polygons_count_points_on_and_beside_slanted_edges_exactly() {
             y1 = deg(y1)
         );
         for by in BY {
-            let (ours, plain) = (
-                weekly_avg(&mut client, &holed, by, None),
-                plain_avg(&mut client, &holed, by, None),
-            );
-            assert!(
-                (ours - plain).abs() <= 1e-9 * plain.max(1.0),
-                "{holed} by {by}: weekly_avg {ours}, plain SQL {plain}"
-            );
+            assert_equals_plain(&mut client, &holed, by);
         }
         // The cut cells crossed by one edge (db/024), counted by sides of it, and the trips on the edges.
         let row = client
@@ -1137,14 +1135,7 @@ fn polygons_count_points_on_and_beside_slanted_edges_exactly() {
     );
     // By both, it keeps db/021's function (trip_collection_both since db/027).
     for by in BY {
-        let (ours, plain) = (
-            weekly_avg(&mut client, &area, by, None),
-            plain_avg(&mut client, &area, by, None),
-        );
-        assert!(
-            (ours - plain).abs() <= 1e-9 * plain.max(1.0),
-            "{area} by {by}: weekly_avg {ours}, plain SQL {plain}"
-        );
+        assert_equals_plain(&mut client, &area, by);
     }
     assert!(
         one_edge_cells > 100,
