@@ -3,9 +3,12 @@
 use crate::conninfo::{self, SslMode, Target};
 use anyhow::{Context, Result, bail};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
-use postgres::Client;
-use postgres_openssl::MakeTlsConnector;
+use postgres::tls::{MakeTlsConnect, TlsConnect};
+use postgres::{Client, Socket};
+use postgres_openssl::{MakeTlsConnector, TlsStream};
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 
 /// The cluster that scripts/run.sh starts, used when neither --database-url nor DATABASE_URL is given.
 pub const LOCAL_DATABASE_URL: &str = "postgresql://trips@127.0.0.1:54329/trips";
@@ -58,6 +61,10 @@ pub fn connect(url: &str) -> Result<Client> {
                  or connect with sslmode=prefer or disable on a network you trust",
                 mode_name(target.ssl_mode)
             )
+        } else if text.contains("cannot read the root certificate") {
+            "sslrootcert must name a PEM file holding the certificate of the authority that signed \
+             the server's"
+                .to_string()
         } else if text.contains("TLS") {
             match target.ssl_mode {
                 SslMode::VerifyFull => "the server's certificate must be signed by the sslrootcert \
@@ -91,8 +98,10 @@ fn mode_name(mode: SslMode) -> &'static str {
 /// TLS as libpq does it: `prefer` and `require` encrypt without checking the certificate (unless a root
 /// certificate is at hand: then `require` checks it like `verify-ca`), `verify-ca` checks that a trusted
 /// authority signed it, `verify-full` also that it names the host.
-fn tls_connector(target: &Target) -> Result<MakeTlsConnector> {
-    let mut builder = SslConnector::builder(SslMethod::tls())?;
+///
+/// What to check is settled here, so that a missing root certificate is reported before connecting; the
+/// OpenSSL context is built only if the server accepts TLS (`LazyTls`).
+fn tls_connector(target: &Target) -> Result<LazyTls> {
     let default_root =
         std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".postgresql/root.crt"));
     let root = match &target.root_cert {
@@ -111,27 +120,94 @@ fn tls_connector(target: &Target) -> Result<MakeTlsConnector> {
         (SslMode::Disable | SslMode::Prefer, _) | (SslMode::Require, None) => false,
         (SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull, Some(_)) => true,
     };
-    if verify {
-        let root = root.unwrap();
-        if root == "system" {
-            builder.set_default_verify_paths()?;
-        } else {
-            builder.set_ca_file(&root).with_context(|| {
-                format!("cannot read the root certificate sslrootcert={root} (a PEM file)")
-            })?;
+    let root = if verify { root } else { None };
+    if let Some(root) = root.as_deref().filter(|r| *r != "system") {
+        std::fs::File::open(root).map_err(|e| root_unreadable(root, e))?;
+    }
+    Ok(LazyTls {
+        root,
+        verify_hostname: target.ssl_mode == SslMode::VerifyFull,
+    })
+}
+
+fn root_unreadable(root: &str, e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("cannot read the root certificate sslrootcert={root} (a PEM file): {e}")
+}
+
+/// A TLS setup made only when the server answers that it speaks TLS. Building an OpenSSL client context
+/// (`SslConnector::builder`) reads every certificate the system trusts, ~50 ms of CPU per command with
+/// OpenSSL 3 and Debian's 144 certificates, which a server without TLS (the local cluster, the
+/// docker-compose one) never needs.
+struct LazyTls {
+    /// The authority to check the server's certificate against ("system": the system's); None: no check.
+    root: Option<String>,
+    verify_hostname: bool,
+}
+
+impl LazyTls {
+    fn connector(&self) -> Result<MakeTlsConnector> {
+        let mut builder = SslConnector::builder(SslMethod::tls())?;
+        match self.root.as_deref() {
+            None => builder.set_verify(SslVerifyMode::NONE),
+            Some(root) => {
+                if root == "system" {
+                    builder.set_default_verify_paths()?;
+                } else {
+                    builder
+                        .set_ca_file(root)
+                        .map_err(|e| root_unreadable(root, e))?;
+                }
+                builder.set_verify(SslVerifyMode::PEER);
+            }
         }
-        builder.set_verify(SslVerifyMode::PEER);
-    } else {
-        builder.set_verify(SslVerifyMode::NONE);
+        let mut connector = MakeTlsConnector::new(builder.build());
+        if !self.verify_hostname {
+            connector.set_callback(|config, _host| {
+                config.set_verify_hostname(false);
+                Ok(())
+            });
+        }
+        Ok(connector)
     }
-    let mut connector = MakeTlsConnector::new(builder.build());
-    if target.ssl_mode != SslMode::VerifyFull {
-        connector.set_callback(|config, _host| {
-            config.set_verify_hostname(false);
-            Ok(())
+}
+
+impl MakeTlsConnect<Socket> for LazyTls {
+    type Stream = TlsStream<Socket>;
+    type TlsConnect = LazyTlsConnect;
+    type Error = std::convert::Infallible;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<LazyTlsConnect, Self::Error> {
+        Ok(LazyTlsConnect {
+            tls: LazyTls {
+                root: self.root.clone(),
+                verify_hostname: self.verify_hostname,
+            },
+            domain: domain.to_string(),
+        })
+    }
+}
+
+struct LazyTlsConnect {
+    tls: LazyTls,
+    domain: String,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl TlsConnect<Socket> for LazyTlsConnect {
+    type Stream = TlsStream<Socket>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<TlsStream<Socket>, BoxError>> + Send>>;
+
+    fn connect(self, stream: Socket) -> Self::Future {
+        let tls = self.tls.connector().and_then(|mut c| {
+            MakeTlsConnect::<Socket>::make_tls_connect(&mut c, &self.domain).map_err(Into::into)
         });
+        match tls {
+            Ok(tls) => tls.connect(stream),
+            Err(e) => Box::pin(std::future::ready(Err(e.into()))),
+        }
     }
-    Ok(connector)
 }
 
 /// Versions of the server, logged at start.

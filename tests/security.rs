@@ -285,6 +285,41 @@ fn tls_modes_encrypt_verify_and_refuse_like_libpq() {
         "{}",
         r.stderr
     );
+    // A root certificate that cannot be read: said before connecting (the TLS context itself is only
+    // built once the server accepts TLS).
+    let missing = db.dir.join("no-such-ca.crt");
+    let r = run(url_with(
+        &db,
+        "localhost",
+        &format!("sslmode=verify-ca&sslrootcert={}", missing.display()),
+    ));
+    assert_eq!(r.code, 3);
+    assert!(
+        r.stderr.contains(&format!(
+            "cannot read the root certificate sslrootcert={} (a PEM file)",
+            missing.display()
+        )) && !r.stderr.contains("cannot connect"),
+        "{}",
+        r.stderr
+    );
+    // One that is not a certificate: found when the TLS context is built, after the server said yes.
+    let garbage = db.dir.join("not-a-certificate.crt");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let r = run(url_with(
+        &db,
+        "localhost",
+        &format!("sslmode=verify-ca&sslrootcert={}", garbage.display()),
+    ));
+    assert_eq!(r.code, 3);
+    assert!(
+        r.stderr
+            .contains("cannot read the root certificate sslrootcert=")
+            && r.stderr.contains("no certificate or crl found")
+            && r.stderr
+                .contains("sslrootcert must name a PEM file holding the certificate"),
+        "{}",
+        r.stderr
+    );
     let r = run(url_with(&db, "localhost", "sslmode=allow"));
     assert!(
         r.stderr
