@@ -138,6 +138,7 @@ fn root_unreadable(root: &str, e: impl std::fmt::Display) -> anyhow::Error {
 /// (`SslConnector::builder`) reads every certificate the system trusts, ~50 ms of CPU per command with
 /// OpenSSL 3 and Debian's 144 certificates, which a server without TLS (the local cluster, the
 /// docker-compose one) never needs.
+#[derive(Clone)]
 struct LazyTls {
     /// The authority to check the server's certificate against ("system": the system's); None: no check.
     root: Option<String>,
@@ -178,10 +179,7 @@ impl MakeTlsConnect<Socket> for LazyTls {
 
     fn make_tls_connect(&mut self, domain: &str) -> Result<LazyTlsConnect, Self::Error> {
         Ok(LazyTlsConnect {
-            tls: LazyTls {
-                root: self.root.clone(),
-                verify_hostname: self.verify_hostname,
-            },
+            tls: self.clone(),
             domain: domain.to_string(),
         })
     }
