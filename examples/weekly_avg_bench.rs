@@ -2,7 +2,10 @@
 //! as a client sees it; for the first PLAIN areas also times the plain SQL over the `trips` view, and
 //! checks that both give the same number.
 //!
-//! Usage: weekly_avg_bench DATABASE_URL AREAS PLAIN SEED
+//! Usage: weekly_avg_bench DATABASE_URL AREAS PLAIN SEED [warm]
+//! With `warm`, the session first asks a 200 m box and a 200 m triangle by every `by`, untimed, so that the
+//! times are those of a session that has asked before (PostgreSQL plans a function's queries once per
+//! session; benchmarks/session_start.sh measures a first question). The areas asked are the same.
 //! Areas: centred on random trip origins; boxes 100 m to 100 km wide (log-uniform), every fourth area an
 //! irregular polygon of the same size, and `by` cycling through origin, destination, both, either.
 //! Output: one CSV line per question: kind,by,width_m,ours_ms,ours,plain_ms,plain,area (plain empty when not
@@ -54,6 +57,23 @@ fn main() {
         .query_one("SELECT weeks FROM trip_window(NULL, NULL)", &[])
         .unwrap()
         .get(0);
+    if args.get(5).map(String::as_str) == Some("warm") {
+        let (lon, lat) = centres[0];
+        let (x1, y1) = (lon + 0.002, lat + 0.002);
+        for by in BY {
+            for wkt in [
+                format!("POLYGON(({lon} {lat},{x1} {lat},{x1} {y1},{lon} {y1},{lon} {lat}))"),
+                format!("POLYGON(({lon} {lat},{x1} {lat},{lon} {y1},{lon} {lat}))"),
+            ] {
+                client
+                    .query_one(
+                        "SELECT weekly_avg(ST_GeomFromText($1, 4326), $2)",
+                        &[&wkt, &by],
+                    )
+                    .unwrap();
+            }
+        }
+    }
     println!("kind,by,width_m,ours_ms,ours,plain_ms,plain,area");
     for (i, &(lon, lat)) in centres.iter().enumerate() {
         let width_m = 100.0 * 1000f64.powf(rng.next());
