@@ -2,10 +2,11 @@
 //! as a client sees it; for the first PLAIN areas also times the plain SQL over the `trips` view, and
 //! checks that both give the same number.
 //!
-//! Usage: weekly_avg_bench DATABASE_URL AREAS PLAIN SEED [warm]
+//! Usage: weekly_avg_bench DATABASE_URL AREAS PLAIN SEED [warm] [since=T until=T]
 //! With `warm`, the session first asks a 200 m box and a 200 m triangle by every `by`, untimed, so that the
 //! times are those of a session that has asked before (PostgreSQL plans a function's queries once per
 //! session; benchmarks/session_start.sh measures a first question). The areas asked are the same.
+//! With `since=` and `until=` (timestamps), every question and the plain SQL are about that window.
 //! Areas: centred on random trip origins; boxes 100 m to 100 km wide (log-uniform), every fourth area an
 //! irregular polygon of the same size, and `by` cycling through origin, destination, both, either.
 //! Output: one CSV line per question: kind,by,width_m,ours_ms,ours,plain_ms,plain,area (plain empty when not
@@ -36,6 +37,12 @@ fn main() {
         args[3].parse().unwrap(),
         args[4].parse().unwrap(),
     );
+    let option = |name: &str| {
+        args[5..]
+            .iter()
+            .find_map(|a| a.strip_prefix(name).map(str::to_string))
+    };
+    let (since, until) = (option("since="), option("until="));
     let mut client = Client::connect(url, NoTls).unwrap();
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     client
@@ -54,10 +61,13 @@ fn main() {
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     let weeks: f64 = client
-        .query_one("SELECT weeks FROM trip_window(NULL, NULL)", &[])
+        .query_one(
+            "SELECT weeks FROM trip_window($1::text::timestamp, $2::text::timestamp)",
+            &[&since, &until],
+        )
         .unwrap()
         .get(0);
-    if args.get(5).map(String::as_str) == Some("warm") {
+    if args[5..].iter().any(|a| a == "warm") {
         let (lon, lat) = centres[0];
         let (x1, y1) = (lon + 0.002, lat + 0.002);
         for by in BY {
@@ -97,8 +107,8 @@ fn main() {
         let t = Instant::now();
         let ours: f64 = client
             .query_one(
-                "SELECT weekly_avg(ST_GeomFromText($1, 4326), $2)",
-                &[&wkt, &by],
+                "SELECT weekly_avg(ST_GeomFromText($1, 4326), $2, $3::text::timestamp, $4::text::timestamp)",
+                &[&wkt, &by, &since, &until],
             )
             .unwrap()
             .get(0);
@@ -111,10 +121,22 @@ fn main() {
                 "both" => "ST_Intersects(a, origin) AND ST_Intersects(a, destination)",
                 _ => "(ST_Intersects(a, origin) OR ST_Intersects(a, destination))",
             };
-            let sql =
-                format!("SELECT count(*) FROM trips, ST_GeomFromText($1, 4326) AS a WHERE {test}");
+            // Over a window, the trips that departed in it; otherwise every trip (the default window).
+            let in_window = if since.is_some() || until.is_some() {
+                " AND departed_at >= w.window_start AND departed_at < w.window_end"
+            } else {
+                ""
+            };
+            let sql = format!(
+                "SELECT count(*) FROM trips, ST_GeomFromText($1, 4326) AS a,
+                        trip_window($2::text::timestamp, $3::text::timestamp) AS w
+                  WHERE {test}{in_window}"
+            );
             let t = Instant::now();
-            let n: i64 = client.query_one(&sql, &[&wkt]).unwrap().get(0);
+            let n: i64 = client
+                .query_one(&sql, &[&wkt, &since, &until])
+                .unwrap()
+                .get(0);
             plain_ms = format!("{:.3}", t.elapsed().as_secs_f64() * 1000.0);
             let avg = n as f64 / weeks;
             plain_avg = format!("{avg}");

@@ -61,15 +61,25 @@ impl RowEncoder {
         self.field(&last.to_be_bytes());
     }
 
-    /// A `trip_area_counts` row: job, side, level, cell, trips.
-    pub fn area_count(&mut self, job: i32, key: &AreaCell, trips: i32) {
-        self.start(6);
+    /// A `trip_area_counts` row: job, side, level, cell, trips, and for levels 1 and 2 the days with
+    /// trips and the trips up to each (db/028_area_counts_by_day.sql; NULL when empty, as at level 3).
+    pub fn area_count(
+        &mut self,
+        job: i32,
+        key: &AreaCell,
+        trips: i32,
+        days: &[i32],
+        to_day: &[i32],
+    ) {
+        self.start(8);
         self.field(&job.to_be_bytes());
         self.field(&key.side.to_be_bytes());
         self.field(&key.level.to_be_bytes());
         self.field(&key.x.to_be_bytes());
         self.field(&key.y.to_be_bytes());
         self.field(&trips.to_be_bytes());
+        self.array(INT4_OID, days.iter().map(|d| d.to_be_bytes()));
+        self.array(INT4_OID, to_day.iter().map(|d| d.to_be_bytes()));
     }
 
     /// A `trip_area_pairs` row (db/016_area_pairs.sql): job, origin cell, destination cell, trips.
@@ -86,7 +96,8 @@ impl RowEncoder {
     /// longitude (ties in the order they came), the latitudes once more in their own order with their
     /// longitudes beside them, and the other ends in order of longitude (then latitude), for the binary
     /// searches of db/015_box_counts.sql, db/025_area_points_by_latitude.sql and
-    /// db/026_area_points_other_ends_by_longitude.sql. The other end's arrays are NULL when empty.
+    /// db/026_area_points_other_ends_by_longitude.sql, and the departures in their own order
+    /// (db/028_area_counts_by_day.sql). The other end's arrays are NULL when empty.
     pub fn area_points(&mut self, job: i32, key: &AreaCell, points: &CellPoints) {
         let mut order: Vec<usize> = (0..points.lon.len()).collect();
         order.sort_by_key(|&i| points.lon[i]); // stable
@@ -98,7 +109,9 @@ impl RowEncoder {
         };
         let by_lat = sorted_pairs(&points.lat, &points.lon);
         let others = sorted_pairs(&points.other_lon, &points.other_lat);
-        self.start(14);
+        let mut departures = points.departed_at.clone();
+        departures.sort_unstable();
+        self.start(15);
         self.field(&job.to_be_bytes());
         self.field(&key.side.to_be_bytes());
         self.field(&key.x.to_be_bytes());
@@ -122,6 +135,7 @@ impl RowEncoder {
         self.array(INT4_OID, by_lat.iter().map(|&(_, lon)| lon.to_be_bytes()));
         self.array(INT4_OID, others.iter().map(|&(lon, _)| lon.to_be_bytes()));
         self.array(INT4_OID, others.iter().map(|&(_, lat)| lat.to_be_bytes()));
+        self.array(TIMESTAMP_OID, departures.iter().map(|t| t.to_be_bytes()));
     }
 
     /// A one-dimensional array without NULL elements (binary array format: dimensions, flags, element
@@ -276,15 +290,16 @@ mod tests {
         enc.area_points(9, &key, &points);
         let body = body(enc);
         // field count; job, side, x, y, trips; two int4[3] and one timestamp[3]; two NULLs; two int4[3];
-        // two NULLs (no other ends); trailer.
+        // two NULLs (no other ends); the departures in order, timestamp[3]; trailer.
         let ints = 4 + 20 + 3 * 8;
         let stamps = 4 + 20 + 3 * 12;
         let (lon, lat) = (2 + 38, 2 + 38 + ints);
         let (nulls, lat_sorted) = (lat + ints + stamps, lat + ints + stamps + 8);
         let lon_by_lat = lat_sorted + ints;
-        assert_eq!(&body[..2], &14i16.to_be_bytes());
+        let departures = lon_by_lat + ints + 8;
+        assert_eq!(&body[..2], &15i16.to_be_bytes());
         assert_eq!(&body[lon_by_lat + ints..][..8], &[255; 8]);
-        assert_eq!(body.len(), lon_by_lat + ints + 8 + 2);
+        assert_eq!(body.len(), departures + stamps + 2);
         assert_eq!(&body[lon..lon + 4], &44i32.to_be_bytes());
         assert_eq!(&body[lon + 12..lon + 16], &INT4_OID.to_be_bytes());
         assert_eq!(&body[nulls..nulls + 8], &[255; 8]);
@@ -305,6 +320,7 @@ mod tests {
         assert_eq!(elements(lat + ints, 8), [6, 5, 7]);
         assert_eq!(elements(lat_sorted, 4), [3, 4, 9]);
         assert_eq!(elements(lon_by_lat, 4), [2, 2, 1]);
+        assert_eq!(elements(departures, 8), [5, 6, 7]);
     }
 
     #[test]
@@ -325,7 +341,7 @@ mod tests {
         let mut enc = RowEncoder::new();
         enc.area_points(9, &key, &points);
         let body = body(enc);
-        // The 14 fields: 5 scalars, then nine arrays of three, the third of timestamps.
+        // The 15 fields: 5 scalars, then ten arrays of three, the third and the last of timestamps.
         let ints = 4 + 20 + 3 * 8;
         let stamps = 4 + 20 + 3 * 12;
         let array = |k: usize| 2 + 38 + k * ints + if k > 2 { stamps - ints } else { 0 };
@@ -334,8 +350,8 @@ mod tests {
                 .map(|k| i32::from_be_bytes(body[at + 24 + k * 8 + 4..][..4].try_into().unwrap()))
                 .collect()
         };
-        assert_eq!(&body[..2], &14i16.to_be_bytes());
-        assert_eq!(body.len(), array(9) + 2);
+        assert_eq!(&body[..2], &15i16.to_be_bytes());
+        assert_eq!(body.len(), array(9) + stamps + 2);
         assert_eq!(elements(array(0)), [1, 2, 3]);
         // other_lon, other_lat: beside their points, in longitude order.
         assert_eq!(elements(array(3)), [9, 7, 7]);

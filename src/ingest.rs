@@ -255,8 +255,9 @@ impl Grid {
 }
 
 /// Where the file's trips start and end, for the area pyramid (db/009_area_counts.sql): the points of
-/// level-3 cells until they are sent, the count of each level-3 cell sent so far, and the trips of each
-/// pair of level-2 cells (db/016_area_pairs.sql).
+/// level-3 cells until they are sent, the count of each level-3 cell sent so far, the trips of each
+/// pair of level-2 cells (db/016_area_pairs.sql), and the trips of each level-2 cell per day of departure
+/// (db/028_area_counts_by_day.sql).
 #[derive(Default)]
 struct AreaTally {
     counts: HashMap<AreaCell, i64>,
@@ -265,7 +266,63 @@ struct AreaTally {
     buffered: usize,
     /// (origin cell x, y, destination cell x, y) at level 2 -> trips.
     pairs: HashMap<[i32; 4], i64>,
+    /// Level-2 cell -> its trips per day.
+    days: HashMap<AreaCell, DayCounts>,
 }
+
+/// One cell's trips per day of departure (days since 2000-01-01), from its first day with trips to its
+/// last.
+#[derive(Default, Clone)]
+struct DayCounts {
+    first: i32,
+    trips: Vec<i64>,
+}
+
+impl DayCounts {
+    fn add(&mut self, day: i32, n: i64) {
+        if self.trips.is_empty() {
+            self.first = day;
+        }
+        if day < self.first {
+            let earlier = (self.first - day) as usize;
+            self.trips.splice(0..0, std::iter::repeat(0).take(earlier));
+            self.first = day;
+        }
+        let i = (day - self.first) as usize;
+        if i >= self.trips.len() {
+            self.trips.resize(i + 1, 0);
+        }
+        self.trips[i] += n;
+    }
+
+    fn merge(&mut self, other: &DayCounts) {
+        for (i, &n) in other.trips.iter().enumerate() {
+            if n > 0 {
+                self.add(other.first + i as i32, n);
+            }
+        }
+    }
+
+    /// The days with trips, and the trips departing up to the end of each: the `days` and `trips_to_day`
+    /// columns of trip_area_counts.
+    fn cumulative(&self) -> Result<(Vec<i32>, Vec<i32>)> {
+        let (mut days, mut to_day, mut sum) = (Vec::new(), Vec::new(), 0i64);
+        for (i, &n) in self.trips.iter().enumerate() {
+            if n > 0 {
+                sum += n;
+                days.push(self.first + i as i32);
+                to_day.push(i32::try_from(sum).context(
+                    "an area cell holds more than 2^31 trips of one file; split the file",
+                )?);
+            }
+        }
+        Ok((days, to_day))
+    }
+}
+
+/// Microseconds in a day: a departure's day is its timestamp (microseconds since 2000-01-01) divided by
+/// this, rounded down.
+const DAY_US: i64 = 86_400_000_000;
 
 impl AreaTally {
     fn add(&mut self, trip: &parse::Trip) {
@@ -282,7 +339,15 @@ impl AreaTally {
             (1, trip.origin, trip.destination),
             (2, trip.destination, trip.origin),
         ];
+        let day = trip.departed_at.div_euclid(DAY_US) as i32;
         for (side, [lon, lat], [other_lon, other_lat]) in ends {
+            let level2 = AreaCell {
+                side,
+                level: 2,
+                x: lon.div_euclid(CELL_SIZE[2]),
+                y: lat.div_euclid(CELL_SIZE[2]),
+            };
+            self.days.entry(level2).or_default().add(day, 1);
             let cell = AreaCell {
                 side,
                 level: 3,
@@ -320,6 +385,21 @@ impl AreaTally {
                 };
                 *all.entry(parent).or_default() += n;
             }
+        }
+        all
+    }
+
+    /// The trips per day of every level-2 cell, as counted, and of every level-1 cell, summed from them.
+    fn all_days(&self) -> HashMap<AreaCell, DayCounts> {
+        let mut all = self.days.clone();
+        for (cell, days) in &self.days {
+            let parent = AreaCell {
+                level: 1,
+                x: cell.x.div_euclid(CELL_SIZE[1] / CELL_SIZE[2]),
+                y: cell.y.div_euclid(CELL_SIZE[1] / CELL_SIZE[2]),
+                ..*cell
+            };
+            all.entry(parent).or_default().merge(days);
         }
         all
     }
@@ -580,6 +660,7 @@ impl Loader<'_> {
         tx: &mut postgres::Transaction<'_>,
         areas: &AreaTally,
     ) -> Result<()> {
+        let days = areas.all_days();
         let copy = copy_into(tx, "trip_area_counts", false)?;
         copy_rows(
             copy,
@@ -589,7 +670,12 @@ impl Loader<'_> {
                 let trips = i32::try_from(trips).context(
                     "an area cell holds more than 2^31 trips of one file; split the file",
                 )?;
-                rows.area_count(self.job, key, trips);
+                // Levels 1 and 2 keep their trips per day; level 3 has the points' departures.
+                let (days, to_day) = match days.get(key) {
+                    Some(d) if key.level < 3 => d.cumulative()?,
+                    _ => (Vec::new(), Vec::new()),
+                };
+                rows.area_count(self.job, key, trips, &days, &to_day);
                 Ok(())
             },
         )?;

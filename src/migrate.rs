@@ -126,6 +126,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "027_polygon_both_by_edges.sql",
         include_str!("../db/027_polygon_both_by_edges.sql"),
     ),
+    (
+        28,
+        "028_area_counts_by_day.sql",
+        include_str!("../db/028_area_counts_by_day.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.

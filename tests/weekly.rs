@@ -164,6 +164,14 @@ fn weekly_avg(client: &mut Client, area: &str, by: &str, window: Option<(&str, &
 
 const BY: [&str; 4] = ["origin", "destination", "both", "either"];
 
+/// Takes a database back to before db/028 (no days per cell, no sorted departures), for tests that re-run
+/// older migrations, whose rows have neither; `trips migrate` then applies db/028 again, from the trips.
+const BEFORE_DB_028: &str = "
+    DELETE FROM schema_migrations WHERE version = 28;
+    ALTER TABLE trip_area_counts DROP CONSTRAINT trip_area_counts_days, DROP COLUMN days, DROP COLUMN trips_to_day;
+    ALTER TABLE trip_area_points DROP COLUMN departed_sorted;
+    DROP FUNCTION trip_area_count_between, trip_days_between, trip_area_days, trip_day;";
+
 #[test]
 fn the_sample_region_averages() {
     let db = TestDb::new("weekly_sample");
@@ -210,9 +218,13 @@ fn weekly_avg_equals_the_plain_sql_on_edges_weeks_and_windows() {
         Some(("2017-12-31 23:59:59", "2018-01-01 00:00:00")), // one second: only the Sunday trips
         Some(("2017-12-20 13:00", "2018-01-03 07:30")), // not on week edges
         Some(("2010-01-01", "2030-01-01")), // holds every trip, longer than the data
+        // Whole days (db/028 counts them by day): a Sunday alone, with its 23:59:59 but not Monday's
+        // 00:00:00; Wednesday to Monday.
+        Some(("2017-12-31", "2018-01-01")),
+        Some(("2017-12-13", "2018-01-08")),
     ];
     let mut compared = 0;
-    for i in 0..240 {
+    for i in 0..280 {
         let area = area(&mut rng);
         let by = BY[i % 4];
         let window = windows[(i / 4) % windows.len()];
@@ -301,14 +313,17 @@ fn a_second_ingest_is_counted_at_once() {
         .ok();
     let mut changed = 0;
     for (a, was) in areas.iter().zip(before) {
-        for by in BY {
+        for (by, window) in BY
+            .iter()
+            .flat_map(|by| [None, Some(("2017-12-20", "2018-01-02"))].map(|w| (*by, w)))
+        {
             let (ours, plain) = (
-                weekly_avg(&mut client, a, by, None),
-                plain_avg(&mut client, a, by, None),
+                weekly_avg(&mut client, a, by, window),
+                plain_avg(&mut client, a, by, window),
             );
             assert!(
                 (ours - plain).abs() <= 1e-9 * plain.max(1.0),
-                "{a} {by}: {ours} vs {plain}"
+                "{a} {by} over {window:?}: {ours} vs {plain}"
             );
         }
         changed += usize::from(weekly_avg(&mut client, a, "origin", None) != was);
@@ -760,7 +775,7 @@ fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
     // db/026's other ends in order). The migrations sort them and add those.
     client
         .batch_execute(
-            "DELETE FROM schema_migrations WHERE version IN (15, 25, 26);
+            "DELETE FROM schema_migrations WHERE version IN (15, 25, 26, 28);
              UPDATE trip_area_points p
                 SET lon = (SELECT array_agg(v ORDER BY i DESC) FROM unnest(p.lon) WITH ORDINALITY u(v, i)),
                     lat = (SELECT array_agg(v ORDER BY i DESC) FROM unnest(p.lat) WITH ORDINALITY u(v, i)),
@@ -773,6 +788,7 @@ fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
              DROP FUNCTION trip_box_count, trip_box_children, trip_coord_from, trip_coord_to;",
         )
         .unwrap();
+    client.batch_execute(BEFORE_DB_028).unwrap();
     let run = db.trips(&["migrate"]).ok();
     assert!(
         run.stderr.contains("applied db/015_box_counts.sql")
@@ -923,7 +939,7 @@ fn both_and_either_count_pairs_of_cells_exactly_after_load_and_migration() {
     // rebuild them from the trips.
     client
         .batch_execute(
-            "DELETE FROM schema_migrations WHERE version IN (16, 25, 26);
+            "DELETE FROM schema_migrations WHERE version IN (16, 25, 26, 28);
              DROP TABLE trip_area_pairs;
              DROP FUNCTION trip_area_both;
              ALTER TABLE trip_area_points DROP COLUMN lon_by_lat,
@@ -931,6 +947,7 @@ fn both_and_either_count_pairs_of_cells_exactly_after_load_and_migration() {
              UPDATE trip_area_points SET other_lon = NULL, other_lat = NULL WHERE side = 2;",
         )
         .unwrap();
+    client.batch_execute(BEFORE_DB_028).unwrap();
     let run = db.trips(&["migrate"]).ok();
     assert!(
         run.stderr.contains("applied db/016_area_pairs.sql")
