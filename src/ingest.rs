@@ -341,13 +341,13 @@ impl AreaTally {
         ];
         let day = trip.departed_at.div_euclid(DAY_US) as i32;
         for (side, [lon, lat], [other_lon, other_lat]) in ends {
-            let level2 = AreaCell {
+            let parent = AreaCell {
                 side,
                 level: 2,
-                x: lon.div_euclid(CELL_SIZE[2]),
-                y: lat.div_euclid(CELL_SIZE[2]),
+                x: level2(lon),
+                y: level2(lat),
             };
-            self.days.entry(level2).or_default().add(day, 1);
+            self.days.entry(parent).or_default().add(day, 1);
             let cell = AreaCell {
                 side,
                 level: 3,
@@ -835,6 +835,23 @@ mod tests {
             bucket,
             datasource: 1,
         }
+    }
+
+    #[test]
+    fn day_counts_give_the_days_with_trips_and_the_trips_up_to_each() {
+        let mut a = DayCounts::default();
+        for day in [7, 7, 9, 5] {
+            a.add(day, 1); // day 5 comes before the first: the counts move up
+        }
+        assert_eq!(a.cumulative().unwrap(), (vec![5, 7, 9], vec![1, 3, 4]));
+        let mut b = DayCounts::default();
+        b.add(12, 2);
+        b.add(-3, 1); // before 2000-01-01
+        b.merge(&a);
+        assert_eq!(
+            b.cumulative().unwrap(),
+            (vec![-3, 5, 7, 9, 12], vec![1, 2, 4, 5, 7])
+        );
     }
 
     #[test]
