@@ -266,7 +266,7 @@ struct AreaTally {
     buffered: usize,
     /// (origin cell x, y, destination cell x, y) at level 2 -> trips.
     pairs: HashMap<[i32; 4], i64>,
-    /// Level-2 cell -> its trips per day.
+    /// Level-2 cell -> its trips per day, of the points sent so far.
     days: HashMap<AreaCell, DayCounts>,
 }
 
@@ -339,15 +339,7 @@ impl AreaTally {
             (1, trip.origin, trip.destination),
             (2, trip.destination, trip.origin),
         ];
-        let day = trip.departed_at.div_euclid(DAY_US) as i32;
         for (side, [lon, lat], [other_lon, other_lat]) in ends {
-            let parent = AreaCell {
-                side,
-                level: 2,
-                x: level2(lon),
-                y: level2(lat),
-            };
-            self.days.entry(parent).or_default().add(day, 1);
             let cell = AreaCell {
                 side,
                 level: 3,
@@ -364,10 +356,21 @@ impl AreaTally {
         }
     }
 
-    /// Counts the buffered points into their level-3 cells and empties the buffer (once it is sent).
+    /// Counts the buffered points into their level-3 cells, and their departures into the days of the
+    /// level-2 cell above, and empties the buffer (once it is sent).
     fn count_and_clear(&mut self) {
         for (cell, points) in self.points.drain() {
             *self.counts.entry(cell).or_default() += points.lon.len() as i64;
+            let parent = AreaCell {
+                level: 2,
+                x: cell.x.div_euclid(CELL_SIZE[2] / CELL_SIZE[3]),
+                y: cell.y.div_euclid(CELL_SIZE[2] / CELL_SIZE[3]),
+                ..cell
+            };
+            let days = self.days.entry(parent).or_default();
+            for &t in &points.departed_at {
+                days.add(t.div_euclid(DAY_US) as i32, 1);
+            }
         }
         self.buffered = 0;
     }
