@@ -311,14 +311,15 @@ impl DayCounts {
             if n > 0 {
                 sum += n;
                 days.push(self.first + i as i32);
-                to_day.push(i32::try_from(sum).context(
-                    "an area cell holds more than 2^31 trips of one file; split the file",
-                )?);
+                to_day.push(i32::try_from(sum).context(CELL_OVERFLOW)?);
             }
         }
         Ok((days, to_day))
     }
 }
+
+/// The error of a cell whose trips of one file do not fit the int4 columns of trip_area_counts.
+const CELL_OVERFLOW: &str = "an area cell holds more than 2^31 trips of one file; split the file";
 
 /// Microseconds in a day: a departure's day is its timestamp (microseconds since 2000-01-01) divided by
 /// this, rounded down.
@@ -670,9 +671,7 @@ impl Loader<'_> {
             "area counts",
             &areas.all_counts(),
             |rows, (key, &trips)| {
-                let trips = i32::try_from(trips).context(
-                    "an area cell holds more than 2^31 trips of one file; split the file",
-                )?;
+                let trips = i32::try_from(trips).context(CELL_OVERFLOW)?;
                 // Levels 1 and 2 keep their trips per day; level 3 has the points' departures.
                 let (days, to_day) = match days.get(key) {
                     Some(d) if key.level < 3 => d.cumulative()?,
