@@ -2,11 +2,13 @@
 //! as a client sees it; for the first PLAIN areas also times the plain SQL over the `trips` view, and
 //! checks that both give the same number.
 //!
-//! Usage: weekly_avg_bench DATABASE_URL AREAS PLAIN SEED [warm] [since=T until=T]
+//! Usage: weekly_avg_bench DATABASE_URL AREAS PLAIN SEED [warm] [since=T until=T] [weeks]
 //! With `warm`, the session first asks a 200 m box and a 200 m triangle by every `by`, untimed, so that the
 //! times are those of a session that has asked before (PostgreSQL plans a function's queries once per
 //! session; benchmarks/session_start.sh measures a first question). The areas asked are the same.
 //! With `since=` and `until=` (timestamps), every question and the plain SQL are about that window.
+//! With `weeks`, the questions are `weekly_counts` (one row per week) and the plain SQL counts per week;
+//! the weeks must be the same, and `ours`/`plain` are their totals over the window's weeks.
 //! Areas: centred on random trip origins; boxes 100 m to 100 km wide (log-uniform), every fourth area an
 //! irregular polygon of the same size, and `by` cycling through origin, destination, both, either.
 //! Output: one CSV line per question: kind,by,width_m,ours_ms,ours,plain_ms,plain,area (plain empty when not
@@ -43,6 +45,7 @@ fn main() {
             .find_map(|a| a.strip_prefix(name).map(str::to_string))
     };
     let (since, until) = (option("since="), option("until="));
+    let per_week = args[5..].iter().any(|a| a == "weeks");
     let mut client = Client::connect(url, NoTls).unwrap();
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     client
@@ -105,13 +108,28 @@ fn main() {
             )
         };
         let t = Instant::now();
-        let ours: f64 = client
-            .query_one(
-                "SELECT weekly_avg(ST_GeomFromText($1, 4326), $2, $3::text::timestamp, $4::text::timestamp)",
-                &[&wkt, &by, &since, &until],
-            )
-            .unwrap()
-            .get(0);
+        let (ours, ours_weeks): (f64, Vec<i64>) = if per_week {
+            let counts: Vec<i64> = client
+                .query(
+                    "SELECT trips FROM weekly_counts(ST_GeomFromText($1, 4326), $2, $3::text::timestamp,
+                                                     $4::text::timestamp)",
+                    &[&wkt, &by, &since, &until],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            (counts.iter().sum::<i64>() as f64 / weeks, counts)
+        } else {
+            let avg = client
+                .query_one(
+                    "SELECT weekly_avg(ST_GeomFromText($1, 4326), $2, $3::text::timestamp, $4::text::timestamp)",
+                    &[&wkt, &by, &since, &until],
+                )
+                .unwrap()
+                .get(0);
+            (avg, Vec::new())
+        };
         let ours_ms = t.elapsed().as_secs_f64() * 1000.0;
         let (mut plain_ms, mut plain_avg) = (String::new(), String::new());
         if i < plain {
@@ -127,20 +145,37 @@ fn main() {
             } else {
                 ""
             };
-            let sql = format!(
-                "SELECT count(*) FROM trips, ST_GeomFromText($1, 4326) AS a,
-                        trip_window($2::text::timestamp, $3::text::timestamp) AS w
-                  WHERE {test}{in_window}"
-            );
+            // Per week: the trips of each week of the window (weeks without trips are zeros).
+            let sql = if per_week {
+                format!(
+                    "SELECT count(t.*)
+                       FROM trip_window($2::text::timestamp, $3::text::timestamp) AS w
+                      CROSS JOIN trip_window_weeks($2::text::timestamp, $3::text::timestamp) AS k
+                       LEFT JOIN (SELECT date_trunc('week', departed_at)::date AS monday
+                                    FROM trips, ST_GeomFromText($1, 4326) AS a,
+                                         trip_window($2::text::timestamp, $3::text::timestamp) AS w
+                                   WHERE {test}{in_window}) AS t ON t.monday = k.week_start
+                      GROUP BY k.week_start ORDER BY k.week_start"
+                )
+            } else {
+                format!(
+                    "SELECT count(*) FROM trips, ST_GeomFromText($1, 4326) AS a,
+                            trip_window($2::text::timestamp, $3::text::timestamp) AS w
+                      WHERE {test}{in_window}"
+                )
+            };
             let t = Instant::now();
-            let n: i64 = client
-                .query_one(&sql, &[&wkt, &since, &until])
+            let counts: Vec<i64> = client
+                .query(&sql, &[&wkt, &since, &until])
                 .unwrap()
-                .get(0);
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
             plain_ms = format!("{:.3}", t.elapsed().as_secs_f64() * 1000.0);
-            let avg = n as f64 / weeks;
+            let avg = counts.iter().sum::<i64>() as f64 / weeks;
             plain_avg = format!("{avg}");
-            if (avg - ours).abs() > 1e-9 * avg.abs().max(1.0) {
+            if (avg - ours).abs() > 1e-9 * avg.abs().max(1.0) || (per_week && counts != ours_weeks)
+            {
                 eprintln!("MISMATCH {kind} {by} {wkt}: weekly_avg {ours}, plain SQL {avg}");
             }
         }

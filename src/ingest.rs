@@ -285,7 +285,7 @@ impl DayCounts {
         }
         if day < self.first {
             let earlier = (self.first - day) as usize;
-            self.trips.splice(0..0, std::iter::repeat(0).take(earlier));
+            self.trips.splice(0..0, std::iter::repeat_n(0, earlier));
             self.first = day;
         }
         let i = (day - self.first) as usize;

@@ -131,6 +131,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "028_area_counts_by_day.sql",
         include_str!("../db/028_area_counts_by_day.sql"),
     ),
+    (
+        29,
+        "029_weekly_counts_by_day.sql",
+        include_str!("../db/029_weekly_counts_by_day.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.
