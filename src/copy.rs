@@ -82,14 +82,24 @@ impl RowEncoder {
         self.array(INT4_OID, to_day.iter().map(|d| d.to_be_bytes()));
     }
 
-    /// A `trip_area_pairs` row (db/016_area_pairs.sql): job, origin cell, destination cell, trips.
-    pub fn area_pair(&mut self, job: i32, key: &[i32; 4], trips: i32) {
-        self.start(6);
+    /// A `trip_area_pairs` row (db/016_area_pairs.sql): job, origin cell, destination cell, trips, and
+    /// the days with departures with the trips up to each (db/030_pair_days.sql).
+    pub fn area_pair(
+        &mut self,
+        job: i32,
+        key: &[i32; 4],
+        trips: i32,
+        days: &[i32],
+        to_day: &[i32],
+    ) {
+        self.start(8);
         self.field(&job.to_be_bytes());
         for v in key {
             self.field(&v.to_be_bytes());
         }
         self.field(&trips.to_be_bytes());
+        self.array(INT4_OID, days.iter().map(|d| d.to_be_bytes()));
+        self.array(INT4_OID, to_day.iter().map(|d| d.to_be_bytes()));
     }
 
     /// A `trip_area_points` row: job, side, level-3 cell, trips, then the points as arrays in order of

@@ -264,8 +264,8 @@ struct AreaTally {
     points: HashMap<AreaCell, CellPoints>,
     /// Points held in `points`.
     buffered: usize,
-    /// (origin cell x, y, destination cell x, y) at level 2 -> trips.
-    pairs: HashMap<[i32; 4], i64>,
+    /// (origin cell x, y, destination cell x, y) at level 2 -> the day of departure of each of its trips.
+    pairs: HashMap<[i32; 4], Vec<i32>>,
     /// Level-2 cell -> its trips per day, of the points sent so far.
     days: HashMap<AreaCell, DayCounts>,
 }
@@ -318,6 +318,28 @@ impl DayCounts {
     }
 }
 
+/// The days of `departures` (days of departure, in any order) and the trips departing up to the end of
+/// each: the `days` and `trips_to_day` columns of trip_area_pairs (db/030_pair_days.sql).
+fn days_with_trips(departures: &[i32]) -> Result<(Vec<i32>, Vec<i32>)> {
+    let mut sorted = departures.to_vec();
+    sorted.sort_unstable();
+    let (mut days, mut to_day) = (Vec::new(), Vec::new());
+    for (i, &day) in sorted.iter().enumerate() {
+        let trips = i32::try_from(i + 1).context(PAIR_OVERFLOW)?;
+        if days.last() == Some(&day) {
+            *to_day.last_mut().expect("a day has its count") = trips;
+        } else {
+            days.push(day);
+            to_day.push(trips);
+        }
+    }
+    Ok((days, to_day))
+}
+
+/// The error of a pair of cells whose trips of one file do not fit the int4 columns of trip_area_pairs.
+const PAIR_OVERFLOW: &str =
+    "a pair of area cells holds more than 2^31 trips of one file; split the file";
+
 /// The error of a cell whose trips of one file do not fit the int4 columns of trip_area_counts.
 const CELL_OVERFLOW: &str = "an area cell holds more than 2^31 trips of one file; split the file";
 
@@ -334,7 +356,8 @@ impl AreaTally {
             level2(trip.destination[0]),
             level2(trip.destination[1]),
         ];
-        *self.pairs.entry(pair).or_default() += 1;
+        let day = trip.departed_at.div_euclid(DAY_US) as i32;
+        self.pairs.entry(pair).or_default().push(day);
         // Each end's row carries the other end: origins for 'both', destinations since db/016.
         let ends = [
             (1, trip.origin, trip.destination),
@@ -682,13 +705,17 @@ impl Loader<'_> {
             },
         )?;
         let copy = copy_into(tx, "trip_area_pairs", false)?;
-        copy_rows(copy, "area pairs", &areas.pairs, |rows, (key, &trips)| {
-            let trips = i32::try_from(trips).context(
-                "a pair of area cells holds more than 2^31 trips of one file; split the file",
-            )?;
-            rows.area_pair(self.job, key, trips);
-            Ok(())
-        })
+        copy_rows(
+            copy,
+            "area pairs",
+            &areas.pairs,
+            |rows, (key, departures)| {
+                let trips = i32::try_from(departures.len()).context(PAIR_OVERFLOW)?;
+                let (days, to_day) = days_with_trips(departures)?;
+                rows.area_pair(self.job, key, trips, &days, &to_day);
+                Ok(())
+            },
+        )
     }
 
     /// A bad record: fail the file, or with --skip-invalid write it to the rejects file and go on.
@@ -854,6 +881,13 @@ mod tests {
             b.cumulative().unwrap(),
             (vec![-3, 5, 7, 9, 12], vec![1, 2, 4, 5, 7])
         );
+    }
+
+    #[test]
+    fn a_pair_gives_the_days_with_trips_and_the_trips_up_to_each() {
+        let days = days_with_trips(&[9, 5, 7, -3, 7, 9, 7]).unwrap();
+        assert_eq!(days, (vec![-3, 5, 7, 9], vec![1, 2, 5, 7]));
+        assert_eq!(days_with_trips(&[]).unwrap(), (vec![], vec![]));
     }
 
     #[test]

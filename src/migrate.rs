@@ -136,6 +136,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "029_weekly_counts_by_day.sql",
         include_str!("../db/029_weekly_counts_by_day.sql"),
     ),
+    (
+        30,
+        "030_pair_days.sql",
+        include_str!("../db/030_pair_days.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.

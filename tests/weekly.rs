@@ -220,10 +220,12 @@ const BY: [&str; 4] = ["origin", "destination", "both", "either"];
 
 /// Takes a database back to before db/028 (no days per cell, no sorted departures), for tests that re-run
 /// older migrations, whose rows have neither; `trips migrate` then applies db/028 again, from the trips,
-/// and db/029 after it (which replaces functions that the older migrations replace too).
+/// and db/029 and db/030 after it (which replace functions that the older migrations replace too; db/030
+/// gives the pairs their days).
 const BEFORE_DB_028: &str = "
-    DELETE FROM schema_migrations WHERE version IN (28, 29);
-    DROP FUNCTION trip_area_counts_between;
+    DELETE FROM schema_migrations WHERE version IN (28, 29, 30);
+    DROP FUNCTION trip_area_both_between, trip_area_pair_days, trip_area_counts_between;
+    ALTER TABLE IF EXISTS trip_area_pairs DROP COLUMN days, DROP COLUMN trips_to_day;
     ALTER TABLE trip_area_counts DROP CONSTRAINT trip_area_counts_days, DROP COLUMN days, DROP COLUMN trips_to_day;
     ALTER TABLE trip_area_points DROP COLUMN departed_sorted;
     DROP FUNCTION trip_area_count_between, trip_days_between, trip_area_days, trip_day;";
@@ -737,8 +739,8 @@ fn crowded_trips_csv(rng: &mut Rng, rows: usize) -> String {
             coordinate(45.0),
         );
         csv += &format!(
-            "R,POINT ({a} {b}),POINT ({c} {d}),2018-01-0{} 10:00:00,s\n",
-            1 + i % 7
+            "R,POINT ({a} {b}),POINT ({c} {d}),2018-01-{:02} 10:00:00,s\n",
+            1 + i % 21 // three weeks from Monday 2018-01-01
         );
     }
     csv
@@ -936,8 +938,8 @@ fn paired_trips_csv(rng: &mut Rng, rows: usize) -> String {
     for i in 0..rows {
         let ((a, b), (c, d)) = (end(rng, 0.012), end(rng, 0.031));
         csv += &format!(
-            "R,POINT ({a} {b}),POINT ({c} {d}),2018-01-0{} 10:00:00,s\n",
-            1 + i % 7
+            "R,POINT ({a} {b}),POINT ({c} {d}),2018-01-{:02} 10:00:00,s\n",
+            1 + i % 21 // three weeks from Monday 2018-01-01
         );
     }
     csv
@@ -990,6 +992,8 @@ fn both_and_either_count_pairs_of_cells_exactly_after_load_and_migration() {
         db.trips(&["ingest", "--tally-limit", "600", "--no-compact", &file])
             .ok();
     }
+    // What the loader wrote for windows (db/030) is what the migration computes from the trips.
+    assert_eq!(pairs_unlike_their_trips(&db), 0, "pairs as loaded");
     let areas: Vec<String> = (0..80).map(|_| paired_area(&mut rng)).collect();
     let mut client = db.client();
     // Areas that hold both cells of some pair wholly: the pair totals are used, not only points.
@@ -1011,24 +1015,42 @@ fn both_and_either_count_pairs_of_cells_exactly_after_load_and_migration() {
         whole_pairs > 15,
         "only {whole_pairs} of 80 areas hold a whole pair of cells"
     );
+    // Over all time the pairs' totals count (db/016); over windows of whole days, their days (db/030): a
+    // pair with as many days as the window has bounds or more is looked up at each bound, one with fewer
+    // puts its days in their periods. A window not at midnight reads the points.
+    let windows = [
+        None,
+        Some(("2018-01-03", "2018-01-15")), // Wednesday to Monday: three bounds per week count
+        Some(("2018-01-09", "2018-01-10")), // a Tuesday alone
+        Some(("2018-01-03 10:00", "2018-01-15")),
+    ];
     let check = |client: &mut Client, when: &str| {
         let mut with_trips = 0;
         for area in &areas {
             for by in ["both", "either"] {
-                let (ours, plain) = (
-                    weekly_avg(client, area, by, None),
-                    plain_avg(client, area, by, None),
-                );
-                assert!(
-                    (ours - plain).abs() <= 1e-9 * plain.max(1.0),
-                    "{when}: {area} by {by}: weekly_avg {ours}, plain SQL {plain}"
-                );
-                with_trips += usize::from(plain > 0.0);
+                for window in windows {
+                    let (ours, plain) = (
+                        weekly_avg(client, area, by, window),
+                        plain_avg(client, area, by, window),
+                    );
+                    assert!(
+                        (ours - plain).abs() <= 1e-9 * plain.max(1.0),
+                        "{when}: {area} by {by} over {window:?}: weekly_avg {ours}, plain SQL {plain}"
+                    );
+                    with_trips += usize::from(plain > 0.0);
+                }
+                for window in [None, windows[1]] {
+                    assert_eq!(
+                        weekly_counts(client, area, by, window),
+                        plain_weeks(client, area, by, window),
+                        "{when}: {area} by {by} over {window:?}: weekly_counts against the plain SQL"
+                    );
+                }
             }
         }
         assert!(
-            with_trips > 120,
-            "{when}: only {with_trips} of 160 answers hold trips"
+            with_trips > 480,
+            "{when}: only {with_trips} of 640 answers hold trips"
         );
     };
     check(&mut client, "as loaded");
@@ -1068,8 +1090,23 @@ fn both_and_either_count_pairs_of_cells_exactly_after_load_and_migration() {
         db.count("SELECT count(*) FROM trip_area_points WHERE side = 2 AND other_lon IS NULL"),
         0
     );
+    assert_eq!(pairs_unlike_their_trips(&db), 0, "pairs as migrated");
     let mut client = db.client();
     check(&mut client, "after db/016 rebuilt the cells");
+    client
+        .batch_execute("SELECT rebuild_area_counts()")
+        .unwrap();
+    assert_eq!(pairs_unlike_their_trips(&db), 0, "pairs rebuilt");
+}
+
+/// Pairs of cells whose trips, days or trips up to each day differ from what their trips give (db/030).
+fn pairs_unlike_their_trips(db: &TestDb) -> i64 {
+    db.count(
+        "SELECT count(*) FROM trip_area_pairs p
+           FULL JOIN trip_area_pair_days() d USING (job_id, ocx, ocy, dcx, dcy)
+          WHERE p.days IS DISTINCT FROM d.days OR p.trips_to_day IS DISTINCT FROM d.trips_to_day
+             OR p.trips IS DISTINCT FROM d.trips_to_day[cardinality(d.trips_to_day)]",
+    )
 }
 
 /// weekly_avg of `area` by `by` over all time equals the plain SQL's.
