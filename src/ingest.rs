@@ -4,7 +4,7 @@
 //! lock, see db/003_ingest_jobs.sql), hands out region/datasource keys, and writes progress and failures,
 //! all visible to others at once. `load` runs the file's single transaction: create the job's staging tables,
 //! binary COPY every valid row into one, the file's group tally into another and its area points into the
-//! third, add its area cell counts to trip_area_counts and its pairs of cells to trip_area_pairs, then
+//! third, its pairs of cells into trip_area_pairs, add its area cell counts to trip_area_counts, then
 //! `ingest_finish` attaches the three as partitions, adds the region/datasource tally and marks the job
 //! done in the same commit (db/006_ingest.sql, db/013_area_points_by_job.sql). Any error before that
 //! commit rolls the whole file back.
@@ -255,8 +255,8 @@ impl Grid {
 }
 
 /// Where the file's trips start and end, for the area pyramid (db/009_area_counts.sql): the points of
-/// level-3 cells until they are sent, the count of each level-3 cell sent so far, the trips of each
-/// pair of level-2 cells (db/016_area_pairs.sql), and the trips of each level-2 cell per day of departure
+/// level-3 cells and the trips of each pair of level-2 cells (db/016_area_pairs.sql) until they are sent,
+/// the count of each level-3 cell sent so far, and the trips of each level-2 cell per day of departure
 /// (db/028_area_counts_by_day.sql).
 #[derive(Default)]
 struct AreaTally {
@@ -264,7 +264,8 @@ struct AreaTally {
     points: HashMap<AreaCell, CellPoints>,
     /// Points held in `points`.
     buffered: usize,
-    /// (origin cell x, y, destination cell x, y) at level 2 -> the day of departure of each of its trips.
+    /// (origin cell x, y, destination cell x, y) at level 2 -> the day of departure of each of its trips
+    /// since the points were last sent (db/031).
     pairs: HashMap<[i32; 4], Vec<i32>>,
     /// Level-2 cell -> its trips per day, of the points sent so far.
     days: HashMap<AreaCell, DayCounts>,
@@ -381,8 +382,9 @@ impl AreaTally {
     }
 
     /// Counts the buffered points into their level-3 cells, and their departures into the days of the
-    /// level-2 cell above, and empties the buffer (once it is sent).
+    /// level-2 cell above, and empties the buffer and the pairs (once they are sent).
     fn count_and_clear(&mut self) {
+        self.pairs.clear();
         for (cell, points) in self.points.drain() {
             *self.counts.entry(cell).or_default() += points.lon.len() as i64;
             let parent = AreaCell {
@@ -673,15 +675,31 @@ impl Loader<'_> {
             rows.area_points(job, key, points);
             Ok(())
         })?;
+        // The pairs go with the points, so that the days of their trips are not kept to the end of the
+        // file (db/031); compaction merges a pair's rows.
+        let copy = copy_into(tx, "trip_area_pairs", false)?;
+        copy_rows(
+            copy,
+            "area pairs",
+            &areas.pairs,
+            |rows, (key, departures)| {
+                let trips = i32::try_from(departures.len()).context(PAIR_OVERFLOW)?;
+                let (days, to_day) = days_with_trips(departures)?;
+                rows.area_pair(job, key, trips, &days, &to_day);
+                Ok(())
+            },
+        )?;
+        let pairs = areas.pairs.len();
         areas.count_and_clear();
         log::debug!(
-            "sent {group_rows} group rows ({tallied} trips) in {groups_done:.2} s and {points} area points in {:.2} s",
+            "sent {group_rows} group rows ({tallied} trips) in {groups_done:.2} s, {points} area points and \
+             {pairs} pairs of cells in {:.2} s",
             started.elapsed().as_secs_f64() - groups_done
         );
         Ok(())
     }
 
-    /// Sends the file's area counts (one row per cell with trips) and its pairs of cells.
+    /// Sends the file's area counts (one row per cell with trips).
     fn copy_area_counts(
         &self,
         tx: &mut postgres::Transaction<'_>,
@@ -701,18 +719,6 @@ impl Loader<'_> {
                     _ => (Vec::new(), Vec::new()),
                 };
                 rows.area_count(self.job, key, trips, &days, &to_day);
-                Ok(())
-            },
-        )?;
-        let copy = copy_into(tx, "trip_area_pairs", false)?;
-        copy_rows(
-            copy,
-            "area pairs",
-            &areas.pairs,
-            |rows, (key, departures)| {
-                let trips = i32::try_from(departures.len()).context(PAIR_OVERFLOW)?;
-                let (days, to_day) = days_with_trips(departures)?;
-                rows.area_pair(self.job, key, trips, &days, &to_day);
                 Ok(())
             },
         )

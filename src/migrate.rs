@@ -141,6 +141,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "030_pair_days.sql",
         include_str!("../db/030_pair_days.sql"),
     ),
+    (
+        31,
+        "031_pairs_sent_with_the_points.sql",
+        include_str!("../db/031_pairs_sent_with_the_points.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.

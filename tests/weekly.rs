@@ -223,8 +223,8 @@ const BY: [&str; 4] = ["origin", "destination", "both", "either"];
 /// and db/029 and db/030 after it (which replace functions that the older migrations replace too; db/030
 /// gives the pairs their days).
 const BEFORE_DB_028: &str = "
-    DELETE FROM schema_migrations WHERE version IN (28, 29, 30);
-    DROP FUNCTION trip_area_both_between, trip_area_pair_days, trip_area_counts_between;
+    DELETE FROM schema_migrations WHERE version IN (28, 29, 30, 31);
+    DROP FUNCTION trip_area_both_between, trip_area_pair_days, trip_area_counts_between, compact_area_pairs;
     ALTER TABLE IF EXISTS trip_area_pairs DROP COLUMN days, DROP COLUMN trips_to_day;
     ALTER TABLE trip_area_counts DROP CONSTRAINT trip_area_counts_days, DROP COLUMN days, DROP COLUMN trips_to_day;
     ALTER TABLE trip_area_points DROP COLUMN departed_sorted;
@@ -992,8 +992,10 @@ fn both_and_either_count_pairs_of_cells_exactly_after_load_and_migration() {
         db.trips(&["ingest", "--tally-limit", "600", "--no-compact", &file])
             .ok();
     }
-    // What the loader wrote for windows (db/030) is what the migration computes from the trips.
+    // What the loader wrote for windows (db/030) is what the trips give, a pair in several rows of a job
+    // (one per send, db/031), which the readers below add up.
     assert_eq!(pairs_unlike_their_trips(&db), 0, "pairs as loaded");
+    assert!(pairs_in_several_rows(&db) > 100, "pairs sent in parts");
     let areas: Vec<String> = (0..80).map(|_| paired_area(&mut rng)).collect();
     let mut client = db.client();
     // Areas that hold both cells of some pair wholly: the pair totals are used, not only points.
@@ -1055,6 +1057,22 @@ fn both_and_either_count_pairs_of_cells_exactly_after_load_and_migration() {
     };
     check(&mut client, "as loaded");
 
+    // Compaction merges each pair's rows of a job into one, exactly the row the migration computes from
+    // the trips (read by the checks after the migration below).
+    let run = db.trips(&["compact"]).ok();
+    assert!(run.stderr.contains("job 2: compacted"), "{}", run.stderr);
+    assert_eq!(pairs_in_several_rows(&db), 0, "pairs compacted");
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM trip_area_pairs p
+               FULL JOIN trip_area_pair_days() d USING (job_id, ocx, ocy, dcx, dcy)
+              WHERE p.days IS DISTINCT FROM d.days OR p.trips_to_day IS DISTINCT FROM d.trips_to_day
+                 OR p.trips IS DISTINCT FROM d.trips_to_day[cardinality(d.trips_to_day)]"
+        ),
+        0,
+        "pairs compacted"
+    );
+
     // A database from before db/016: no pairs, destination rows without their origins (nor db/025's
     // lon_by_lat or db/026's other ends in order, which db/016's rebuild does not write). The migrations
     // rebuild them from the trips.
@@ -1100,12 +1118,40 @@ fn both_and_either_count_pairs_of_cells_exactly_after_load_and_migration() {
 }
 
 /// Pairs of cells whose trips, days or trips up to each day differ from what their trips give (db/030).
+/// A pair may have several rows in one job, one per send of the loader's points (db/031): its trips per
+/// day are what the rows' days and trips up to each add up to. Rows whose days are not ascending, whose
+/// trips up to a day do not grow, or whose trips are not their trips up to the last day count too.
 fn pairs_unlike_their_trips(db: &TestDb) -> i64 {
     db.count(
-        "SELECT count(*) FROM trip_area_pairs p
-           FULL JOIN trip_area_pair_days() d USING (job_id, ocx, ocy, dcx, dcy)
-          WHERE p.days IS DISTINCT FROM d.days OR p.trips_to_day IS DISTINCT FROM d.trips_to_day
-             OR p.trips IS DISTINCT FROM d.trips_to_day[cardinality(d.trips_to_day)]",
+        "WITH loaded AS (
+             SELECT p.job_id, p.ocx, p.ocy, p.dcx, p.dcy, d.day,
+                    sum(d.to_day - coalesce(p.trips_to_day[d.i - 1], 0)) AS trips
+               FROM trip_area_pairs p
+              CROSS JOIN LATERAL unnest(p.days, p.trips_to_day) WITH ORDINALITY AS d(day, to_day, i)
+              GROUP BY 1, 2, 3, 4, 5, 6
+         ), from_trips AS (
+             SELECT t.job_id, floor(t.origin_lon / 1e5)::int AS ocx, floor(t.origin_lat / 1e5)::int AS ocy,
+                    floor(t.dest_lon / 1e5)::int AS dcx, floor(t.dest_lat / 1e5)::int AS dcy,
+                    (t.departed_at::date - date '2000-01-01') AS day, count(*) AS trips
+               FROM trip_rows t
+              GROUP BY 1, 2, 3, 4, 5, 6
+         )
+         SELECT (SELECT count(*) FROM loaded l FULL JOIN from_trips f USING (job_id, ocx, ocy, dcx, dcy, day)
+                  WHERE l.trips IS DISTINCT FROM f.trips)
+              + (SELECT count(*) FROM trip_area_pairs p
+                  WHERE cardinality(p.days) = 0 OR cardinality(p.days) <> cardinality(p.trips_to_day)
+                     OR p.trips <> p.trips_to_day[cardinality(p.trips_to_day)]
+                     OR EXISTS (SELECT FROM generate_subscripts(p.days, 1) i
+                                 WHERE i > 1 AND (p.days[i] <= p.days[i - 1]
+                                                  OR p.trips_to_day[i] <= p.trips_to_day[i - 1])))",
+    )
+}
+
+/// (job, pair of cells) with more than one row.
+fn pairs_in_several_rows(db: &TestDb) -> i64 {
+    db.count(
+        "SELECT count(*) FROM (SELECT FROM trip_area_pairs
+                                GROUP BY job_id, ocx, ocy, dcx, dcy HAVING count(*) > 1) AS p",
     )
 }
 
