@@ -75,8 +75,8 @@ pub struct IngestArgs {
     pub json: bool,
 
     /// Send the group tally and area points to the database whenever either holds this many entries
-    /// (the points fill first: two per trip, against one group entry): the loader's memory stays bounded
-    /// whatever the file's size.
+    /// (the points fill first: two per trip, against one group entry), and the pairs of cells whenever
+    /// they hold five times as many trips: the loader's memory stays bounded whatever the file's size.
     #[arg(long, default_value_t = 2_000_000, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub tally_limit: u64,

@@ -32,7 +32,8 @@ pub struct Options {
     /// Instead of by time, write progress every this many records (deterministic, for tests).
     pub progress_rows: Option<u64>,
     /// Send the group tally and the buffered area points to the database once they hold this many
-    /// entries, so the loader's memory does not grow with the file.
+    /// entries, and the pairs of cells once they hold PAIR_DAYS_PER_ENTRY times as many days, so the
+    /// loader's memory stays bounded whatever the file's size.
     pub tally_limit: usize,
 }
 
@@ -265,8 +266,10 @@ struct AreaTally {
     /// Points held in `points`.
     buffered: usize,
     /// (origin cell x, y, destination cell x, y) at level 2 -> the day of departure of each of its trips
-    /// since the points were last sent (db/031).
+    /// since the pairs were last sent (db/031).
     pairs: HashMap<[i32; 4], Vec<i32>>,
+    /// Days held in `pairs`.
+    pair_days: usize,
     /// Level-2 cell -> its trips per day, of the points sent so far.
     days: HashMap<AreaCell, DayCounts>,
 }
@@ -344,6 +347,12 @@ const PAIR_OVERFLOW: &str =
 /// The error of a cell whose trips of one file do not fit the int4 columns of trip_area_counts.
 const CELL_OVERFLOW: &str = "an area cell holds more than 2^31 trips of one file; split the file";
 
+/// A pair's day takes 4 bytes, a buffered point 24: the pairs are sent when they hold this many times
+/// --tally-limit days (every 10M trips by default), in less memory than the points. A pair sent several
+/// times in one file has several rows until compaction merges them (db/031), which costs the server
+/// about 3-6 s per 1M trips; files up to this size never need it.
+const PAIR_DAYS_PER_ENTRY: usize = 5;
+
 /// Microseconds in a day: a departure's day is its timestamp (microseconds since 2000-01-01) divided by
 /// this, rounded down.
 const DAY_US: i64 = 86_400_000_000;
@@ -359,6 +368,7 @@ impl AreaTally {
         ];
         let day = trip.departed_at.div_euclid(DAY_US) as i32;
         self.pairs.entry(pair).or_default().push(day);
+        self.pair_days += 1;
         // Each end's row carries the other end: origins for 'both', destinations since db/016.
         let ends = [
             (1, trip.origin, trip.destination),
@@ -382,9 +392,8 @@ impl AreaTally {
     }
 
     /// Counts the buffered points into their level-3 cells, and their departures into the days of the
-    /// level-2 cell above, and empties the buffer and the pairs (once they are sent).
+    /// level-2 cell above, and empties the buffer (once it is sent).
     fn count_and_clear(&mut self) {
-        self.pairs.clear();
         for (cell, points) in self.points.drain() {
             *self.counts.entry(cell).or_default() += points.lon.len() as i64;
             let parent = AreaCell {
@@ -576,6 +585,9 @@ impl Loader<'_> {
                             .context("while sending rows to the database")?;
                         copy.finish().context("while finishing the COPY")?;
                         self.copy_tallies(&mut tx, &tables, &mut groups, &mut areas)?;
+                        if areas.pair_days >= PAIR_DAYS_PER_ENTRY * self.opts.tally_limit {
+                            self.copy_pairs(&mut tx, &mut areas)?;
+                        }
                         rows = RowEncoder::new();
                         copy = copy_into(&mut tx, &tables.trips, true)?;
                     }
@@ -599,6 +611,7 @@ impl Loader<'_> {
             .context("while sending rows to the database")?;
         copy.finish().context("while finishing the COPY")?;
         self.copy_tallies(&mut tx, &tables, &mut groups, &mut areas)?;
+        self.copy_pairs(&mut tx, &mut areas)?;
         self.copy_area_counts(&mut tx, &areas)?;
         if self.rows == 0 {
             log::warn!("{}: no trips in the file (only a header)", self.name);
@@ -675,8 +688,17 @@ impl Loader<'_> {
             rows.area_points(job, key, points);
             Ok(())
         })?;
-        // The pairs go with the points, so that the days of their trips are not kept to the end of the
-        // file (db/031); compaction merges a pair's rows.
+        areas.count_and_clear();
+        log::debug!(
+            "sent {group_rows} group rows ({tallied} trips) in {groups_done:.2} s and {points} area points in {:.2} s",
+            started.elapsed().as_secs_f64() - groups_done
+        );
+        Ok(())
+    }
+
+    /// Sends the pairs of cells with the days of their trips, and empties them: at the end of the file, or
+    /// before they outgrow the tally limit (db/031).
+    fn copy_pairs(&self, tx: &mut postgres::Transaction<'_>, areas: &mut AreaTally) -> Result<()> {
         let copy = copy_into(tx, "trip_area_pairs", false)?;
         copy_rows(
             copy,
@@ -685,17 +707,17 @@ impl Loader<'_> {
             |rows, (key, departures)| {
                 let trips = i32::try_from(departures.len()).context(PAIR_OVERFLOW)?;
                 let (days, to_day) = days_with_trips(departures)?;
-                rows.area_pair(job, key, trips, &days, &to_day);
+                rows.area_pair(self.job, key, trips, &days, &to_day);
                 Ok(())
             },
         )?;
-        let pairs = areas.pairs.len();
-        areas.count_and_clear();
         log::debug!(
-            "sent {group_rows} group rows ({tallied} trips) in {groups_done:.2} s, {points} area points and \
-             {pairs} pairs of cells in {:.2} s",
-            started.elapsed().as_secs_f64() - groups_done
+            "sent {} pairs of cells ({} trips)",
+            areas.pairs.len(),
+            areas.pair_days
         );
+        areas.pairs.clear();
+        areas.pair_days = 0;
         Ok(())
     }
 

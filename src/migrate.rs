@@ -143,8 +143,8 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         31,
-        "031_pairs_sent_with_the_points.sql",
-        include_str!("../db/031_pairs_sent_with_the_points.sql"),
+        "031_pairs_sent_in_parts.sql",
+        include_str!("../db/031_pairs_sent_in_parts.sql"),
     ),
 ];
 

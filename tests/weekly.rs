@@ -986,10 +986,10 @@ fn both_and_either_count_pairs_of_cells_exactly_after_load_and_migration() {
     let db = TestDb::new("weekly_pairs");
     let mut rng = Rng(0x5eed_1234_abcd_0006);
     // Two files, and a small tally limit, not compacted: a cell's points come in several rows, its pairs
-    // in two jobs.
+    // in two jobs, and in two rows of each job (sent every 5 x 300 trips, db/031).
     for name in ["a.csv", "b.csv"] {
         let file = db.file(name, paired_trips_csv(&mut rng, 2000));
-        db.trips(&["ingest", "--tally-limit", "600", "--no-compact", &file])
+        db.trips(&["ingest", "--tally-limit", "300", "--no-compact", &file])
             .ok();
     }
     // What the loader wrote for windows (db/030) is what the trips give, a pair in several rows of a job
