@@ -705,8 +705,8 @@ impl Loader<'_> {
             "area pairs",
             &areas.pairs,
             |rows, (key, departures)| {
-                let trips = i32::try_from(departures.len()).context(PAIR_OVERFLOW)?;
                 let (days, to_day) = days_with_trips(departures)?;
+                let trips = to_day.last().copied().unwrap_or(0);
                 rows.area_pair(self.job, key, trips, &days, &to_day);
                 Ok(())
             },
