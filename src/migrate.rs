@@ -146,6 +146,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "031_pairs_sent_in_parts.sql",
         include_str!("../db/031_pairs_sent_in_parts.sql"),
     ),
+    (
+        32,
+        "032_unused_function_dropped.sql",
+        include_str!("../db/032_unused_function_dropped.sql"),
+    ),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.

@@ -220,15 +220,15 @@ const BY: [&str; 4] = ["origin", "destination", "both", "either"];
 
 /// Takes a database back to before db/028 (no days per cell, no sorted departures), for tests that re-run
 /// older migrations, whose rows have neither; `trips migrate` then applies db/028 again, from the trips,
-/// and db/029 and db/030 after it (which replace functions that the older migrations replace too; db/030
-/// gives the pairs their days).
+/// and db/029 to db/032 after it (which replace functions that the older migrations replace too; db/030
+/// gives the pairs their days; db/032 drops a function of db/028 that nothing calls).
 const BEFORE_DB_028: &str = "
-    DELETE FROM schema_migrations WHERE version IN (28, 29, 30, 31);
+    DELETE FROM schema_migrations WHERE version IN (28, 29, 30, 31, 32);
     DROP FUNCTION trip_area_both_between, trip_area_pair_days, trip_area_counts_between, compact_area_pairs;
     ALTER TABLE IF EXISTS trip_area_pairs DROP COLUMN days, DROP COLUMN trips_to_day;
     ALTER TABLE trip_area_counts DROP CONSTRAINT trip_area_counts_days, DROP COLUMN days, DROP COLUMN trips_to_day;
     ALTER TABLE trip_area_points DROP COLUMN departed_sorted;
-    DROP FUNCTION trip_area_count_between, trip_days_between, trip_area_days, trip_day;";
+    DROP FUNCTION trip_area_count_between, trip_area_days, trip_day;";
 
 #[test]
 fn the_sample_region_averages() {
