@@ -483,6 +483,80 @@ fn a_changed_migration_is_refused() {
     );
 }
 
+/// db/README.md lists every function of a migrated database with the file that holds its running body: the
+/// last file that creates it, or renames another function to its name. A row for a function that no longer
+/// exists fails too.
+#[test]
+fn db_readme_names_each_function_where_it_is_defined() {
+    let db = TestDb::new("db_readme");
+    db.trips(&["migrate"]).ok();
+    let functions: Vec<String> = db
+        .client()
+        .query(
+            "SELECT DISTINCT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = 'public'
+                AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+              ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(functions.len() > 50, "{functions:?}");
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("db");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".sql"))
+        .map(|name| {
+            (
+                name.clone(),
+                std::fs::read_to_string(dir.join(&name)).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    // The rows of the tables of functions (those naming a file), each with its first cell.
+    let rows: Vec<(&str, &str)> = readme
+        .lines()
+        .filter(|line| line.contains(".sql |"))
+        .filter_map(|line| Some((line.strip_prefix('|')?.split('|').next()?, line)))
+        .collect();
+
+    for f in &functions {
+        let defines = |line: &str| {
+            line.starts_with(&format!("CREATE FUNCTION {f}("))
+                || line.starts_with(&format!("CREATE OR REPLACE FUNCTION {f}("))
+                || (line.starts_with("ALTER FUNCTION")
+                    && line.ends_with(&format!(" RENAME TO {f};")))
+        };
+        let (file, _) = files
+            .iter()
+            .rev()
+            .find(|(_, text)| text.lines().any(defines))
+            .unwrap_or_else(|| panic!("no file in db/ defines {f}"));
+        let (_, row) = rows
+            .iter()
+            .find(|(first, _)| first.contains(&format!("`{f}`")))
+            .unwrap_or_else(|| panic!("db/README.md has no row for {f}"));
+        assert!(
+            row.contains(&format!("| {file} |")),
+            "db/README.md should name {file} for {f}: {row}"
+        );
+    }
+    for (first, row) in &rows {
+        for name in first.split('`').skip(1).step_by(2) {
+            assert!(
+                functions.iter().any(|f| f == name),
+                "db/README.md lists {name}, which the database does not have: {row}"
+            );
+        }
+    }
+}
+
 #[test]
 fn connection_errors_say_where_but_never_the_password() {
     let db = TestDb::new("connect");
