@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{HEADER, TestDb, sample};
+use common::{HEADER, TestDb, migration_files, sample};
 use std::io::Write;
 use std::process::Stdio;
 
@@ -505,20 +505,9 @@ fn db_readme_names_each_function_where_it_is_defined() {
         .collect();
     assert!(functions.len() > 50, "{functions:?}");
 
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("db");
-    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .filter(|name| name.ends_with(".sql"))
-        .map(|name| {
-            (
-                name.clone(),
-                std::fs::read_to_string(dir.join(&name)).unwrap(),
-            )
-        })
-        .collect();
-    files.sort();
-    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let files = migration_files();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/db/README.md")).unwrap();
     // The rows of the tables of functions (those naming a file), each with its first cell.
     let rows: Vec<(&str, &str)> = readme
         .lines()

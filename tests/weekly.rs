@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{HEADER, TestDb, db_error, sample};
+use common::{HEADER, TestDb, db_error, migration_files, sample};
 use postgres::Client;
 use sha2::Digest;
 
@@ -614,16 +614,12 @@ fn area_points_loaded_before_db_013_move_into_a_partition_per_job() {
                                          sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
     )
     .unwrap();
-    let mut names: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/db"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.as_str() < "013")
+    let files: Vec<_> = migration_files()
+        .into_iter()
+        .filter(|(n, _)| n.as_str() < "013")
         .collect();
-    names.sort();
-    assert_eq!(names.len(), 12);
-    for (i, name) in names.iter().enumerate() {
-        let sql =
-            std::fs::read_to_string(format!("{}/db/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    assert_eq!(files.len(), 12);
+    for (i, (name, sql)) in files.iter().enumerate() {
         let sum: String = sha2::Sha256::digest(sql.as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))

@@ -23,6 +23,22 @@ pub fn sample() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/trips.csv")
 }
 
+/// The migrations of db/, in the order they are applied: (file name, text).
+pub fn migration_files() -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("db");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".sql"))
+        .map(|name| {
+            let text = std::fs::read_to_string(dir.join(&name)).unwrap();
+            (name, text)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 pub const HEADER: &str = "region,origin_coord,destination_coord,datetime,datasource";
 
 /// A database created from the PostGIS template, and a scratch folder; both removed on drop.
