@@ -2,7 +2,7 @@
 --
 --   psql -h 127.0.0.1 -p 54329 -U trips trips -f queries.sql
 --
--- Both read region_datasource_summary (db/005_region_datasource_stats.sql): one row per region and
+-- Both read region_datasource_summary (db/006_tallies.sql): one row per region and
 -- datasource with its trip count and first/last departure, kept exact by every ingest in the transaction
 -- that commits the trips. So they take milliseconds at any number of trips. The same question asked of
 -- the trips themselves (a full scan) is kept below each, commented out, for checking.

@@ -1,8 +1,10 @@
--- 003: one row per file handed to `trips ingest`: what it was, how far it got, how it ended.
+-- 003: one row per file handed to `trips ingest`: what it was, how far it got, how it ended; and every
+-- change of that row pushed to whoever listens (`LISTEN ingest_status` in psql, `trips watch`, any client).
 --
 -- The row is written from the loader's autocommit connection, so it exists (and can be watched) while the
 -- file's trips are still invisible inside the loading transaction. Only the final `done` is written by the
--- loading transaction itself, so "job done" and "its trips are committed" are one and the same commit.
+-- loading transaction itself, so "job done" and "its trips are committed" are one and the same commit, and
+-- a listener never sees `done` for trips it cannot query yet.
 
 CREATE TABLE ingest_jobs (
     id             integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -25,7 +27,8 @@ CREATE TABLE ingest_jobs (
 CREATE INDEX ingest_jobs_content ON ingest_jobs (content_sha256) WHERE state = 'done';
 
 -- Advisory lock namespace of this project: (7217, job id) is held by the loader's session while it works on
--- that job. A job that is not finished and whose lock is free has lost its loader.
+-- that job. A job that is not finished and whose lock is free has lost its loader. 7218 serializes two
+-- loaders finishing the same content; 7219 lets one merge run at a time (006_pieces.sql).
 CREATE FUNCTION ingest_lock_class() RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT 7217';
 
 -- Open a job and take its session lock in the same transaction, so no one can see the job without the lock.
@@ -42,9 +45,11 @@ $$;
 
 -- Mark as failed every unfinished job whose loader is gone (killed, crashed, connection lost): its session
 -- lock is free. The loading transaction of such a job was rolled back by the server when the connection
--- dropped, so nothing of its file is in the trip table. Returns how many jobs were marked.
+-- dropped, so nothing of its file is stored. Returns how many jobs were marked. It runs as the owner
+-- (SECURITY DEFINER), so that a reader's `trips watch` can mark a dead loader's job failed; it only ever
+-- touches jobs whose loader is gone.
 CREATE FUNCTION ingest_reap_abandoned() RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     job integer;
     reaped integer := 0;
@@ -62,3 +67,50 @@ BEGIN
     RETURN reaped;
 END
 $$;
+
+-- The status payload. Fields: job, file, state, rows, rejected, bytes, total_bytes (null when unknown),
+-- elapsed_s, error (null unless failed), error_truncated, duplicate_of, rejects_file, at (when the change
+-- was made, UTC, ISO 8601). NOTIFY payloads must stay under 8000 bytes: a long file name is cut to 1000
+-- characters and the error to what still fits, with error_truncated = true.
+CREATE FUNCTION ingest_status_payload(j ingest_jobs) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    limit_bytes constant integer := 7900;
+    base jsonb := jsonb_build_object(
+        'job', j.id,
+        'file', left(j.file, 1000),
+        'state', j.state,
+        'rows', j.rows,
+        'rejected', j.rejected,
+        'bytes', j.bytes,
+        'total_bytes', j.total_bytes,
+        'elapsed_s', round(extract(epoch FROM coalesce(j.finished_at, clock_timestamp()) - j.started_at), 3),
+        'duplicate_of', j.duplicate_of,
+        'rejects_file', j.rejects_file,
+        'at', to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'error', NULL,
+        'error_truncated', false);
+    room integer := limit_bytes - octet_length(base::text);
+    error text := j.error;
+    cut integer;
+BEGIN
+    IF error IS NOT NULL AND octet_length(to_jsonb(error)::text) > room THEN
+        cut := (room - 100) / 6;  -- a character takes at most 6 bytes in JSON (\uXXXX); 100 for the note
+        error := left(error, cut) || ' ... (cut to fit a notification; the full text is in ingest_jobs.error)';
+        base := base || jsonb_build_object('error_truncated', true);
+    END IF;
+    RETURN (base || jsonb_build_object('error', error))::text;
+END
+$$;
+
+CREATE FUNCTION ingest_jobs_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('ingest_status', ingest_status_payload(NEW));
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER ingest_jobs_notify
+AFTER INSERT OR UPDATE ON ingest_jobs
+FOR EACH ROW EXECUTE FUNCTION ingest_jobs_notify();

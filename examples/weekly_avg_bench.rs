@@ -1,15 +1,15 @@
-//! Benchmark helper for benchmarks/weekly_avg.sh: asks `weekly_avg` about random areas and times each answer
+//! Benchmark helper for benchmarks/run.sh: asks `weekly_avg` about areas and times each answer
 //! as a client sees it; for the first PLAIN areas also times the plain SQL over the `trips` view, and
 //! checks that both give the same number.
 //!
 //! Usage: weekly_avg_bench DATABASE_URL AREAS PLAIN SEED [warm] [since=T until=T] [weeks]
 //! With `warm`, the session first asks a 200 m box and a 200 m triangle by every `by`, untimed, so that the
 //! times are those of a session that has asked before (PostgreSQL plans a function's queries once per
-//! session; benchmarks/session_start.sh measures a first question). The areas asked are the same.
+//! session). The areas asked are the same.
 //! With `since=` and `until=` (timestamps), every question and the plain SQL are about that window.
 //! With `weeks`, the questions are `weekly_counts` (one row per week) and the plain SQL counts per week;
 //! the weeks must be the same, and `ours`/`plain` are their totals over the window's weeks.
-//! Areas: centred on random trip origins; boxes 100 m to 100 km wide (log-uniform), every fourth area an
+//! Areas: centred on trip origins picked by a hash of their values; boxes 100 m to 100 km wide (log-uniform), every fourth area an
 //! irregular polygon of the same size, and `by` cycling through origin, destination, both, either.
 //! Output: one CSV line per question: kind,by,width_m,ours_ms,ours,plain_ms,plain,area (plain empty when not
 //! run; area is the WKT asked about, quoted, so that a slow or wrong answer can be asked again by hand).
@@ -51,13 +51,19 @@ fn main() {
     client
         .batch_execute(&format!("SELECT setseed({})", rng.next() - 0.5))
         .unwrap();
-    // REPEATABLE: the same seed picks the same trips from the same data, so runs before and after a
-    // change ask about the same areas (setseed alone does not seed TABLESAMPLE).
+    // The same seed picks the same trips from the same data, so runs before and after a
+    // change ask about the same areas. Chosen by the trips' values (a hash of each origin and the seed),
+    // not by where they lie on disk, so that the same trips loaded as one file or as many, merged or not,
+    // are asked the same questions.
     let centres: Vec<(f64, f64)> = client
         .query(
             "SELECT origin_lon / 1e7::float8, origin_lat / 1e7::float8
-               FROM trip_rows TABLESAMPLE BERNOULLI (1) REPEATABLE ($2) ORDER BY random() LIMIT $1",
-            &[&(areas as i64), &(seed as f64)],
+               FROM trip_rows
+              WHERE hashint8extended((origin_lon::int8 << 32) | (origin_lat::int8 & 4294967295), $2) % 100 = 0
+              ORDER BY hashint8extended((origin_lon::int8 << 32) | (origin_lat::int8 & 4294967295), $2),
+                       origin_lon, origin_lat
+              LIMIT $1",
+            &[&(areas as i64), &(seed as i64)],
         )
         .unwrap()
         .iter()

@@ -33,7 +33,7 @@ pub enum Command {
     WeeklyAvg(WeeklyAvgArgs),
     /// Rebuild the rollups and the trip_groups materialized view from the trips.
     Refresh,
-    /// Compact the area points of done jobs to one row per cell (`trips ingest` does it for its own jobs).
+    /// Merge small pieces of the store into larger ones now (`trips ingest` does it after each file).
     Compact(CompactArgs),
     /// Apply the database schema (also done automatically by every command that uses the database).
     Migrate,
@@ -74,23 +74,23 @@ pub struct IngestArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Send the group tally and area points to the database whenever either holds this many entries
-    /// (the points fill first: two per trip, against one group entry), and the pairs of cells whenever
-    /// they hold five times as many trips: the loader's memory stays bounded whatever the file's size.
+    /// Send the group tally and the cell tally to the database whenever either holds this many entries
+    /// (a trip adds one group entry and at most four cell-week entries): the loader's memory stays
+    /// bounded whatever the file's size.
     #[arg(long, default_value_t = 2_000_000, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub tally_limit: u64,
 
-    /// Do not compact the job's area points once it is done (one row per cell instead of one per cell
-    /// and send); the answers are the same, only slower to read. `trips compact` does it later.
+    /// Do not merge pieces after loading; the answers are the same, only slower to read once many small
+    /// files are loaded. `trips compact` or a schedule (CALL trips_merge()) merges them later.
     #[arg(long)]
     pub no_compact: bool,
 }
 
 #[derive(Args)]
 pub struct CompactArgs {
-    /// Only job N (default: every done job whose area points have a cell in more than one row).
-    #[arg(long, value_name = "N")]
+    /// Deprecated and ignored: pieces are merged by ranges of jobs, never one job alone.
+    #[arg(long, value_name = "N", hide = true)]
     pub job: Option<i32>,
 }
 
@@ -129,6 +129,12 @@ pub struct GenArgs {
     /// How many days the trips span, starting Monday 2016-01-04.
     #[arg(long, default_value_t = 3 * 365)]
     pub days: u32,
+
+    /// How the trips spread: dense (every trip near one of a dozen hot spots per region, within ~10 km of
+    /// its centre) or wide (half of the trip ends anywhere in a square of 2 x 2 degrees around the
+    /// region's centre, about 220 km north-south: sparse data).
+    #[arg(long, default_value = "dense", value_parser = ["dense", "wide"])]
+    pub spread: String,
 }
 
 #[derive(Args)]
@@ -145,7 +151,7 @@ pub struct GroupsArgs {
     #[arg(long, default_value_t = 1)]
     pub min_trips: i64,
 
-    /// Cell size in metres (north-south): the stored one (about 1113 m) or an odd multiple of it.
+    /// Cell size in metres (north-south): the stored one (about 2226 m) or an odd multiple of it.
     #[arg(long, value_name = "METRES")]
     pub cell_m: Option<f64>,
 

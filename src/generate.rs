@@ -1,7 +1,9 @@
 //! `trips gen`: realistic synthetic trips in the input CSV format, for benchmarks and tests.
 //!
 //! Each region has a dozen hotspots (stations, centres) placed around its centre; a trip starts near one
-//! hotspot and ends near another, so similar trips really repeat. Departures follow a daily rhythm (morning
+//! hotspot and ends near another, so similar trips really repeat. With `--spread wide`, half of the trip
+//! ends are instead anywhere in a square of 2 x 2 degrees around the region's centre: sparse data, where
+//! most cells and groups hold one trip. Departures follow a daily rhythm (morning
 //! and evening peaks) and a weekly one (quieter weekends) over `--days` days from Monday 2016-01-04.
 //! Regions on both sides of the prime meridian and the equator exercise negative coordinates. The output
 //! depends only on the arguments: the same seed writes the same bytes.
@@ -73,6 +75,7 @@ impl Rng {
 
 struct Region {
     name: &'static str,
+    centre: (f64, f64),
     /// Degrees of longitude per metre at this latitude, and of latitude per metre.
     deg_per_m: (f64, f64),
     hotspots: Vec<(f64, f64)>,
@@ -98,6 +101,7 @@ fn regions(rng: &mut Rng) -> Vec<Region> {
                 .collect();
             Region {
                 name,
+                centre: (lon, lat),
                 deg_per_m,
                 hotspots,
             }
@@ -115,9 +119,16 @@ pub fn run(args: &GenArgs) -> Result<()> {
         out,
         "region,origin_coord,destination_coord,datetime,datasource"
     )?;
+    let wide = args.spread == "wide";
     for _ in 0..args.rows {
         let region = &regions[rng.weighted(REGIONS.iter().map(|r| r.3))];
         let near_hotspot = |rng: &mut Rng| {
+            if wide && rng.unit() < 0.5 {
+                return (
+                    region.centre.0 - 1.0 + 2.0 * rng.unit(),
+                    region.centre.1 - 1.0 + 2.0 * rng.unit(),
+                );
+            }
             let (lon, lat) = region.hotspots[rng.below(HOTSPOTS as u64) as usize];
             let spread = 600.0;
             (

@@ -1,4 +1,4 @@
-//! `trips groups` and `trips refresh`: reading the similar-trip groups (db/008_trip_groups.sql), at the
+//! `trips groups` and `trips refresh`: reading the similar-trip groups (db/009_trip_groups.sql), at the
 //! stored resolution or a coarser one, and rebuilding them from the trips.
 
 use crate::cli::GroupsArgs;
@@ -26,7 +26,7 @@ pub fn cell_factor(grid: &Grid, cell_m: Option<f64>) -> Result<i32> {
             .collect();
         return Err(usage(format!(
             "--cell-m {wanted} is not a supported cell size; use an odd multiple of the stored cell of {:.0} m \
-             ({} degree north-south): {}, ... Even multiples would cut stored cells in half (see db/008_trip_groups.sql)",
+             ({} degree north-south): {}, ... Even multiples would cut stored cells in half (see db/009_trip_groups.sql)",
             stored_m,
             grid.cell_deg,
             allowed.join(", ")
@@ -65,7 +65,7 @@ pub fn show(client: &mut Client, args: &GroupsArgs) -> Result<()> {
     }
     // At the stored resolution, the trip_groups snapshot answers in milliseconds when it holds every done
     // job; otherwise the rollup is summed, ranking the groups before building the N shown (exact and
-    // current, but its cost grows with the rollup; db/014_trip_groups_top.sql).
+    // current, but its cost grows with the rollup; db/009_trip_groups.sql).
     let stored = factor == 1 && minutes == grid.bucket_min;
     let current: bool = client
         .query_one("SELECT trip_groups_is_current()", &[])?
@@ -150,7 +150,7 @@ pub fn show(client: &mut Client, args: &GroupsArgs) -> Result<()> {
 pub fn refresh(client: &mut Client) -> Result<()> {
     let mut tx = client.transaction()?;
     tx.batch_execute(
-        "SELECT rebuild_rollups(); SELECT rebuild_area_counts(); SELECT refresh_trip_groups();",
+        "SELECT rebuild_rollups(); SELECT refresh_trip_groups();",
     )
     .context("while rebuilding the rollups and trip_groups")?;
     tx.commit()?;

@@ -2,14 +2,13 @@
 //!
 //! Two connections are used. `control` runs in autocommit: it opens the job (and holds the job's session
 //! lock, see db/003_ingest_jobs.sql), hands out region/datasource keys, and writes progress and failures,
-//! all visible to others at once. `load` runs the file's single transaction: create the job's staging tables,
-//! binary COPY every valid row into one, the file's group tally into another and its area points into the
-//! third, its pairs of cells into trip_area_pairs, add its area cell counts to trip_area_counts, then
-//! `ingest_finish` attaches the three as partitions, adds the region/datasource tally and marks the job
-//! done in the same commit (db/006_ingest.sql, db/013_area_points_by_job.sql). Any error before that
-//! commit rolls the whole file back.
+//! all visible to others at once. `load` runs the file's single transaction (db/007_pieces.sql):
+//! `ingest_begin` makes the job's empty pieces, every valid row is binary-COPYed into the trips' piece, the
+//! tallies counted while streaming (trips per cell and week, per group, per region and week, per region and
+//! datasource) into theirs, and `ingest_finish` indexes and attaches the pieces, adds the small rollups and
+//! marks the job done in the same commit. Any error before that commit rolls the whole file back.
 
-use crate::copy::{AreaCell, CellPoints, GroupRow, RowEncoder};
+use crate::copy::{CellKey, GroupRow, RowEncoder};
 use crate::input::{self, Input};
 use crate::parse::{self, Invalid, Layout};
 use crate::status::{self, Printer};
@@ -31,9 +30,8 @@ pub struct Options {
     pub progress_every: Duration,
     /// Instead of by time, write progress every this many records (deterministic, for tests).
     pub progress_rows: Option<u64>,
-    /// Send the group tally and the buffered area points to the database once they hold this many
-    /// entries, and the pairs of cells once they hold PAIR_DAYS_PER_ENTRY times as many days, so the
-    /// loader's memory stays bounded whatever the file's size.
+    /// Send the group tally and the cell tally to the database once either holds this many entries, so
+    /// the loader's memory stays bounded whatever the file's size.
     pub tally_limit: usize,
 }
 
@@ -176,7 +174,7 @@ fn show(printer: &mut Printer, raw: &str, event: &status::Event) {
 }
 
 /// Trips and first and last departure per key, tallied while streaming and handed to `ingest_finish`,
-/// which adds them to the rollups (db/005_rollups.sql).
+/// which adds them to the rollups (db/006_tallies.sql).
 struct Tally<K>(HashMap<K, (i64, i64, i64)>);
 
 impl<K: std::hash::Hash + Eq> Tally<K> {
@@ -205,9 +203,8 @@ impl<K: std::hash::Hash + Eq> Tally<K> {
 }
 
 /// The similar-trip group of every trip read since the tally was last sent, with its departure: one entry
-/// per trip, appended, then sorted when sent so that each group's trips are side by side. A hash map of the
-/// groups instead (~800k per 1M generated trips) missed the cache on nearly every trip; measured in
-/// benchmarks/GROUPS.md.
+/// per trip, appended, then sorted when sent so that each group's trips are side by side (a hash map of
+/// sparse groups misses the cache on nearly every trip).
 #[derive(Default)]
 struct GroupTally(Vec<(GroupRow, i64)>);
 
@@ -225,7 +222,7 @@ impl GroupTally {
     }
 }
 
-/// The grid of similar-trip groups (db/005_rollups.sql, trip_group_grid).
+/// The grid of similar-trip groups (db/006_tallies.sql, trip_group_grid).
 pub struct Grid {
     pub cell_deg: f64,
     pub bucket_min: i32,
@@ -255,197 +252,64 @@ impl Grid {
     }
 }
 
-/// Where the file's trips start and end, for the area pyramid (db/009_area_counts.sql): the points of
-/// level-3 cells and the trips of each pair of level-2 cells (db/016_area_pairs.sql) until they are sent,
-/// the count of each level-3 cell sent so far, and the trips of each level-2 cell per day of departure
-/// (db/028_area_counts_by_day.sql).
+/// Trips per cell and week, for each end of the trip and each level of the grid (db/004_cells.sql,
+/// trip_cells in db/006_tallies.sql): one entry per (cell, week) with trips, so memory follows the
+/// trips, never the span of their dates.
 #[derive(Default)]
-struct AreaTally {
-    counts: HashMap<AreaCell, i64>,
-    points: HashMap<AreaCell, CellPoints>,
-    /// Points held in `points`.
-    buffered: usize,
-    /// (origin cell x, y, destination cell x, y) at level 2 -> the day of departure of each of its trips
-    /// since the pairs were last sent (db/031).
-    pairs: HashMap<[i32; 4], Vec<i32>>,
-    /// Days held in `pairs`.
-    pair_days: usize,
-    /// Level-2 cell -> its trips per day, of the points sent so far.
-    days: HashMap<AreaCell, DayCounts>,
-}
+struct CellTally(HashMap<(CellKey, i32), i32>);
 
-/// One cell's trips per day of departure (days since 2000-01-01), from its first day with trips to its
-/// last.
-#[derive(Default, Clone)]
-struct DayCounts {
-    first: i32,
-    trips: Vec<i64>,
-}
-
-impl DayCounts {
-    fn add(&mut self, day: i32, n: i64) {
-        if self.trips.is_empty() {
-            self.first = day;
-        }
-        if day < self.first {
-            let earlier = (self.first - day) as usize;
-            self.trips.splice(0..0, std::iter::repeat_n(0, earlier));
-            self.first = day;
-        }
-        let i = (day - self.first) as usize;
-        if i >= self.trips.len() {
-            self.trips.resize(i + 1, 0);
-        }
-        self.trips[i] += n;
-    }
-
-    fn merge(&mut self, other: &DayCounts) {
-        for (i, &n) in other.trips.iter().enumerate() {
-            if n > 0 {
-                self.add(other.first + i as i32, n);
+impl CellTally {
+    fn add(&mut self, trip: &parse::Trip) {
+        let week = week_of(trip.departed_at);
+        for (side, [lon, lat]) in [(1, trip.origin), (2, trip.destination)] {
+            for level in 1..=2u8 {
+                let key = CellKey {
+                    side,
+                    level,
+                    cell: cell_key(level, lon, lat),
+                };
+                *self.0.entry((key, week)).or_default() += 1;
             }
         }
     }
 
-    /// The days with trips, and the trips departing up to the end of each: the `days` and `trips_to_day`
-    /// columns of trip_area_counts.
-    fn cumulative(&self) -> Result<(Vec<i32>, Vec<i32>)> {
-        let (mut days, mut to_day, mut sum) = (Vec::new(), Vec::new(), 0i64);
-        for (i, &n) in self.trips.iter().enumerate() {
-            if n > 0 {
-                sum += n;
-                days.push(self.first + i as i32);
-                to_day.push(i32::try_from(sum).context(CELL_OVERFLOW)?);
-            }
-        }
-        Ok((days, to_day))
+    /// Each cell once, in key order, with its trips and its weeks with the trips of each; empties the
+    /// tally.
+    fn drain_sorted(&mut self) -> Vec<(CellKey, i64, Vec<i32>, Vec<i32>)> {
+        let mut entries: Vec<((CellKey, i32), i32)> = self.0.drain().collect();
+        entries.sort_unstable();
+        entries
+            .chunk_by(|a, b| a.0.0 == b.0.0)
+            .map(|run| {
+                let weeks = run.iter().map(|e| e.0.1).collect();
+                let trips = run.iter().map(|e| e.1).collect();
+                (run[0].0.0, run.iter().map(|e| i64::from(e.1)).sum(), weeks, trips)
+            })
+            .collect()
     }
 }
 
-/// The days of `departures` (days of departure, in any order) and the trips departing up to the end of
-/// each: the `days` and `trips_to_day` columns of trip_area_pairs (db/030_pair_days.sql).
-fn days_with_trips(departures: &[i32]) -> Result<(Vec<i32>, Vec<i32>)> {
-    let mut sorted = departures.to_vec();
-    sorted.sort_unstable();
-    let (mut days, mut to_day) = (Vec::new(), Vec::new());
-    for (i, &day) in sorted.iter().enumerate() {
-        let trips = i32::try_from(i + 1).context(PAIR_OVERFLOW)?;
-        if days.last() == Some(&day) {
-            *to_day.last_mut().expect("a day has its count") = trips;
-        } else {
-            days.push(day);
-            to_day.push(trips);
-        }
-    }
-    Ok((days, to_day))
+/// The cell size of levels 1 and 2, in 1e-7 degree, and their cells per degree (trip_cell_size and
+/// trip_cells_per_degree in db/004_cells.sql); index 0 is unused.
+const CELL_SIZE: [i32; 3] = [0, 1_000_000, 100_000];
+const CELLS_PER_DEGREE: [i32; 3] = [0, 10, 100];
+
+/// The key of the cell holding (lon, lat) at `level`: trip_cell() of db/004_cells.sql.
+fn cell_key(level: u8, lon: i32, lat: i32) -> i32 {
+    let (size, per_degree) = (CELL_SIZE[level as usize], CELLS_PER_DEGREE[level as usize]);
+    (lat.div_euclid(size) + 90 * per_degree) * (360 * per_degree + 1)
+        + lon.div_euclid(size)
+        + 180 * per_degree
 }
 
-/// The error of a pair of cells whose trips of one file do not fit the int4 columns of trip_area_pairs.
-const PAIR_OVERFLOW: &str =
-    "a pair of area cells holds more than 2^31 trips of one file; split the file";
-
-/// The error of a cell whose trips of one file do not fit the int4 columns of trip_area_counts.
-const CELL_OVERFLOW: &str = "an area cell holds more than 2^31 trips of one file; split the file";
-
-/// A pair's day takes 4 bytes, a buffered point 24: the pairs are sent when they hold this many times
-/// --tally-limit days (every 10M trips by default), in less memory than the points. A pair sent several
-/// times in one file has several rows until compaction merges them (db/031), which costs the server
-/// about 3-6 s per 1M trips; files up to this size never need it.
-const PAIR_DAYS_PER_ENTRY: usize = 5;
-
-/// Microseconds in a day: a departure's day is its timestamp (microseconds since 2000-01-01) divided by
-/// this, rounded down.
+/// Microseconds in a day.
 const DAY_US: i64 = 86_400_000_000;
 
-impl AreaTally {
-    fn add(&mut self, trip: &parse::Trip) {
-        let level2 = |v: i32| v.div_euclid(CELL_SIZE[2]);
-        let pair = [
-            level2(trip.origin[0]),
-            level2(trip.origin[1]),
-            level2(trip.destination[0]),
-            level2(trip.destination[1]),
-        ];
-        let day = trip.departed_at.div_euclid(DAY_US) as i32;
-        self.pairs.entry(pair).or_default().push(day);
-        self.pair_days += 1;
-        // Each end's row carries the other end: origins for 'both', destinations since db/016.
-        let ends = [
-            (1, trip.origin, trip.destination),
-            (2, trip.destination, trip.origin),
-        ];
-        for (side, [lon, lat], [other_lon, other_lat]) in ends {
-            let cell = AreaCell {
-                side,
-                level: 3,
-                x: lon.div_euclid(CELL_SIZE[3]),
-                y: lat.div_euclid(CELL_SIZE[3]),
-            };
-            let points = self.points.entry(cell).or_default();
-            points.lon.push(lon);
-            points.lat.push(lat);
-            points.departed_at.push(trip.departed_at);
-            points.other_lon.push(other_lon);
-            points.other_lat.push(other_lat);
-            self.buffered += 1;
-        }
-    }
-
-    /// Counts the buffered points into their level-3 cells, and their departures into the days of the
-    /// level-2 cell above, and empties the buffer (once it is sent).
-    fn count_and_clear(&mut self) {
-        for (cell, points) in self.points.drain() {
-            *self.counts.entry(cell).or_default() += points.lon.len() as i64;
-            let parent = AreaCell {
-                level: 2,
-                x: cell.x.div_euclid(CELL_SIZE[2] / CELL_SIZE[3]),
-                y: cell.y.div_euclid(CELL_SIZE[2] / CELL_SIZE[3]),
-                ..cell
-            };
-            let days = self.days.entry(parent).or_default();
-            for &t in &points.departed_at {
-                days.add(t.div_euclid(DAY_US) as i32, 1);
-            }
-        }
-        self.buffered = 0;
-    }
-
-    /// The counts of every level: level 3 as counted, levels 2 and 1 summed from it.
-    fn all_counts(&self) -> HashMap<AreaCell, i64> {
-        let mut all = self.counts.clone();
-        for (cell, &n) in &self.counts {
-            for level in 1..=2 {
-                let parent = AreaCell {
-                    level,
-                    x: cell.x.div_euclid(CELL_SIZE[level as usize] / CELL_SIZE[3]),
-                    y: cell.y.div_euclid(CELL_SIZE[level as usize] / CELL_SIZE[3]),
-                    ..*cell
-                };
-                *all.entry(parent).or_default() += n;
-            }
-        }
-        all
-    }
-
-    /// The trips per day of every level-2 cell, as counted, and of every level-1 cell, summed from them.
-    fn all_days(&self) -> HashMap<AreaCell, DayCounts> {
-        let mut all = self.days.clone();
-        for (cell, days) in &self.days {
-            let parent = AreaCell {
-                level: 1,
-                x: cell.x.div_euclid(CELL_SIZE[1] / CELL_SIZE[2]),
-                y: cell.y.div_euclid(CELL_SIZE[1] / CELL_SIZE[2]),
-                ..*cell
-            };
-            all.entry(parent).or_default().merge(days);
-        }
-        all
-    }
+/// The week of a departure (microseconds since 2000-01-01): trip_week() of db/004_cells.sql, weeks from
+/// Monday 2000-01-03.
+fn week_of(departed_at: i64) -> i32 {
+    (departed_at.div_euclid(DAY_US) - 2).div_euclid(7) as i32
 }
-
-/// The cell size of each level of the area pyramid, in 1e-7 degree (trip_area_cell_size in
-/// db/009_area_counts.sql); index 0 is unused.
-const CELL_SIZE: [i32; 4] = [0, 1_000_000, 100_000, 10_000];
 
 /// Keys of region and datasource names met so far in this file, so the database is asked once per name.
 #[derive(Default)]
@@ -474,12 +338,11 @@ fn key(
     Ok(k)
 }
 
-/// The job's own tables (db/006_ingest.sql, db/013_area_points_by_job.sql), attached as partitions when
-/// the load finishes.
-struct Staging {
+/// The job's pieces (db/007_pieces.sql), attached as partitions when the load finishes.
+struct Pieces {
     trips: String,
+    cells: String,
     groups: String,
-    points: String,
 }
 
 struct Rejects {
@@ -506,17 +369,13 @@ impl Loader<'_> {
     /// (the transaction is then rolled back), `None` when the file's trips are committed.
     fn load(&mut self, load: &mut Client, input: Input) -> Result<Option<(i32, String)>> {
         let mut tx = load.transaction()?;
-        let staging = tx
-            .query_one(
-                "SELECT trips::text, groups::text, ingest_job_table('trip_area_points', $1)
-                   FROM ingest_create_staging($1)",
-                &[&self.job],
-            )
-            .context("while creating the staging tables")?;
-        let tables = Staging {
-            trips: staging.get(0),
-            groups: staging.get(1),
-            points: staging.get(2),
+        let begun = tx
+            .query_one("SELECT trips, cells, groups FROM ingest_begin($1)", &[&self.job])
+            .context("while creating the job's tables")?;
+        let tables = Pieces {
+            trips: begun.get(0),
+            cells: begun.get(1),
+            groups: begun.get(2),
         };
         let mut copy = copy_into(&mut tx, &tables.trips, true)?;
         let mut csv = csv::ReaderBuilder::new()
@@ -549,7 +408,8 @@ impl Loader<'_> {
         let grid = Grid::read(self.control)?;
         let mut stats = Tally::new();
         let mut groups = GroupTally::default();
-        let mut areas = AreaTally::default();
+        let mut cells = CellTally::default();
+        let mut region_weeks: HashMap<(i16, i32), i64> = HashMap::default();
         while read(&mut csv, &mut record)? {
             match parse::trip(&layout, &record) {
                 Ok(trip) => {
@@ -562,32 +422,31 @@ impl Loader<'_> {
                     )?;
                     rows.trip(self.job, region, source, &trip);
                     stats.add((region, source), trip.departed_at);
-                    let cells = |p: [i32; 2]| [grid.cell(p[0]), grid.cell(p[1])];
+                    let snap = |p: [i32; 2]| [grid.cell(p[0]), grid.cell(p[1])];
                     let group = GroupRow {
                         region,
-                        origin: cells(trip.origin),
-                        destination: cells(trip.destination),
+                        origin: snap(trip.origin),
+                        destination: snap(trip.destination),
                         bucket: grid.bucket(trip.departed_at),
                         datasource: source,
                     };
                     groups.add(group, trip.departed_at);
-                    areas.add(&trip);
+                    cells.add(&trip);
+                    *region_weeks
+                        .entry((region, week_of(trip.departed_at)))
+                        .or_default() += 1;
                     self.rows += 1;
                     if rows.is_full() {
                         rows.write_to(&mut copy)
                             .context("while sending rows to the database")?;
                     }
-                    if groups.0.len().max(areas.buffered) >= self.opts.tally_limit {
-                        // Either one full sends both, each whole (with a limit on their sum, a 1M-trip
-                        // file sent its points in two COPYs and its groups twice over). One COPY at a
-                        // time per connection: close the trips' COPY, send the tallies, open it again.
+                    if groups.0.len().max(cells.0.len()) >= self.opts.tally_limit {
+                        // Either one full sends both. One COPY at a time per connection: close the
+                        // trips' COPY, send the tallies, open it again.
                         rows.finish(&mut copy)
                             .context("while sending rows to the database")?;
                         copy.finish().context("while finishing the COPY")?;
-                        self.copy_tallies(&mut tx, &tables, &mut groups, &mut areas)?;
-                        if areas.pair_days >= PAIR_DAYS_PER_ENTRY * self.opts.tally_limit {
-                            self.copy_pairs(&mut tx, &mut areas)?;
-                        }
+                        self.copy_tallies(&mut tx, &tables, &mut groups, &mut cells)?;
                         rows = RowEncoder::new();
                         copy = copy_into(&mut tx, &tables.trips, true)?;
                     }
@@ -610,9 +469,7 @@ impl Loader<'_> {
         rows.finish(&mut copy)
             .context("while sending rows to the database")?;
         copy.finish().context("while finishing the COPY")?;
-        self.copy_tallies(&mut tx, &tables, &mut groups, &mut areas)?;
-        self.copy_pairs(&mut tx, &mut areas)?;
-        self.copy_area_counts(&mut tx, &areas)?;
+        self.copy_tallies(&mut tx, &tables, &mut groups, &mut cells)?;
         if self.rows == 0 {
             log::warn!("{}: no trips in the file (only a header)", self.name);
         }
@@ -626,9 +483,15 @@ impl Loader<'_> {
         let (pairs, s_trips, s_first, s_last) = stats.columns();
         let s_region: Vec<i16> = pairs.iter().map(|p| p.0).collect();
         let s_source: Vec<i16> = pairs.iter().map(|p| p.1).collect();
+        let (mut w_region, mut w_week, mut w_trips) = (Vec::new(), Vec::new(), Vec::new());
+        for (&(region, week), &n) in &region_weeks {
+            w_region.push(region);
+            w_week.push(week);
+            w_trips.push(n);
+        }
         let earlier: Option<i32> = tx
             .query_one(
-                "SELECT ingest_finish($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "SELECT ingest_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 &[
                     &self.job,
                     &sha,
@@ -639,6 +502,9 @@ impl Loader<'_> {
                     &s_trips,
                     &s_first,
                     &s_last,
+                    &w_region,
+                    &w_week,
+                    &w_trips,
                 ],
             )
             .context("while committing the trips")?
@@ -655,20 +521,19 @@ impl Loader<'_> {
         }
     }
 
-    /// Sends the group tally and the buffered area points to the database, and empties both. A group or
-    /// cell met again later gets another row; readers add them up.
+    /// Sends the group tally and the cell tally to the database, and empties both. A group or cell met
+    /// again later in the file gets another row; readers add them up and merges fold them.
     fn copy_tallies(
         &self,
         tx: &mut postgres::Transaction<'_>,
-        tables: &Staging,
+        tables: &Pieces,
         groups: &mut GroupTally,
-        areas: &mut AreaTally,
+        cells: &mut CellTally,
     ) -> Result<()> {
         let started = Instant::now();
-        let (tallied, points) = (groups.0.len(), areas.buffered);
-        let mut group_rows = 0;
-        let copy = copy_into(tx, &tables.groups, true)?;
         let job = self.job;
+        let (tallied, cell_weeks) = (groups.0.len(), cells.0.len());
+        let copy = copy_into(tx, &tables.groups, true)?;
         copy_rows(
             copy,
             "group tallies",
@@ -677,73 +542,25 @@ impl Loader<'_> {
                 let trips = i32::try_from(trips)
                     .context("a group holds more than 2^31 trips of one file; split the file")?;
                 rows.group(job, key, trips, first, last);
-                group_rows += 1;
                 Ok(())
             },
         )?;
         groups.0.clear();
-        let groups_done = started.elapsed().as_secs_f64();
-        let copy = copy_into(tx, &tables.points, true)?;
-        copy_rows(copy, "area points", &areas.points, |rows, (key, points)| {
-            rows.area_points(job, key, points);
-            Ok(())
-        })?;
-        areas.count_and_clear();
-        log::debug!(
-            "sent {group_rows} group rows ({tallied} trips) in {groups_done:.2} s and {points} area points in {:.2} s",
-            started.elapsed().as_secs_f64() - groups_done
-        );
-        Ok(())
-    }
-
-    /// Sends the pairs of cells with the days of their trips, and empties them: at the end of the file, or
-    /// before they outgrow the tally limit (db/031).
-    fn copy_pairs(&self, tx: &mut postgres::Transaction<'_>, areas: &mut AreaTally) -> Result<()> {
-        let copy = copy_into(tx, "trip_area_pairs", false)?;
+        let copy = copy_into(tx, &tables.cells, true)?;
         copy_rows(
             copy,
-            "area pairs",
-            &areas.pairs,
-            |rows, (key, departures)| {
-                let (days, to_day) = days_with_trips(departures)?;
-                let trips = to_day.last().copied().unwrap_or(0);
-                rows.area_pair(self.job, key, trips, &days, &to_day);
+            "cell tallies",
+            cells.drain_sorted(),
+            |rows, (key, trips, weeks, week_trips)| {
+                rows.cell(job, &key, trips, &weeks, &week_trips);
                 Ok(())
             },
         )?;
         log::debug!(
-            "sent {} pairs of cells ({} trips)",
-            areas.pairs.len(),
-            areas.pair_days
+            "sent the groups of {tallied} trips and {cell_weeks} cell-weeks in {:.2} s",
+            started.elapsed().as_secs_f64()
         );
-        areas.pairs.clear();
-        areas.pair_days = 0;
         Ok(())
-    }
-
-    /// Sends the file's area counts (one row per cell with trips).
-    fn copy_area_counts(
-        &self,
-        tx: &mut postgres::Transaction<'_>,
-        areas: &AreaTally,
-    ) -> Result<()> {
-        let days = areas.all_days();
-        let copy = copy_into(tx, "trip_area_counts", false)?;
-        copy_rows(
-            copy,
-            "area counts",
-            &areas.all_counts(),
-            |rows, (key, &trips)| {
-                let trips = i32::try_from(trips).context(CELL_OVERFLOW)?;
-                // Levels 1 and 2 keep their trips per day; level 3 has the points' departures.
-                let (days, to_day) = match days.get(key) {
-                    Some(d) if key.level < 3 => d.cumulative()?,
-                    _ => (Vec::new(), Vec::new()),
-                };
-                rows.area_count(self.job, key, trips, &days, &to_day);
-                Ok(())
-            },
-        )
     }
 
     /// A bad record: fail the file, or with --skip-invalid write it to the rejects file and go on.
@@ -895,27 +712,55 @@ mod tests {
     }
 
     #[test]
-    fn day_counts_give_the_days_with_trips_and_the_trips_up_to_each() {
-        let mut a = DayCounts::default();
-        for day in [7, 7, 9, 5] {
-            a.add(day, 1); // day 5 comes before the first: the counts move up
-        }
-        assert_eq!(a.cumulative().unwrap(), (vec![5, 7, 9], vec![1, 3, 4]));
-        let mut b = DayCounts::default();
-        b.add(12, 2);
-        b.add(-3, 1); // before 2000-01-01
-        b.merge(&a);
-        assert_eq!(
-            b.cumulative().unwrap(),
-            (vec![-3, 5, 7, 9, 12], vec![1, 2, 4, 5, 7])
-        );
+    fn cells_are_half_open_from_the_south_west_and_keys_run_row_by_row() {
+        // Level 2 is 0.01 degree: 100,000 units of 1e-7 degree; 36,001 cells per row.
+        assert_eq!(cell_key(2, 0, 0), 9_000 * 36_001 + 18_000);
+        assert_eq!(cell_key(2, 99_999, 99_999), cell_key(2, 0, 0));
+        assert_eq!(cell_key(2, 100_000, 0), cell_key(2, 0, 0) + 1);
+        assert_eq!(cell_key(2, -1, 0), cell_key(2, 0, 0) - 1);
+        assert_eq!(cell_key(2, 0, -1), cell_key(2, 0, 0) - 36_001);
+        assert_eq!(cell_key(2, -1_800_000_000, -900_000_000), 0);
+        assert_eq!(cell_key(1, 1_800_000_000, 900_000_000), 1_801 * 3_601 - 1);
     }
 
     #[test]
-    fn a_pair_gives_the_days_with_trips_and_the_trips_up_to_each() {
-        let days = days_with_trips(&[9, 5, 7, -3, 7, 9, 7]).unwrap();
-        assert_eq!(days, (vec![-3, 5, 7, 9], vec![1, 2, 5, 7]));
-        assert_eq!(days_with_trips(&[]).unwrap(), (vec![], vec![]));
+    fn weeks_start_on_monday_2000_01_03_and_go_back_before_it() {
+        let day = |d: i64| d * DAY_US;
+        assert_eq!(week_of(day(2)), 0); // Monday 2000-01-03 00:00
+        assert_eq!(week_of(day(9) - 1), 0); // the Sunday after, 23:59:59.999999
+        assert_eq!(week_of(day(9)), 1);
+        assert_eq!(week_of(day(2) - 1), -1); // Sunday 2000-01-02
+        assert_eq!(week_of(day(-5)), -1); // Monday 1999-12-27
+        assert_eq!(week_of(day(-6)), -2);
+    }
+
+    #[test]
+    fn the_cell_tally_gives_each_cell_once_with_its_weeks_in_order() {
+        let trip = |lon: i32, day: i64| parse::Trip {
+            region: "r",
+            datasource: "d",
+            departed_at: day * DAY_US,
+            origin: [lon, 0],
+            destination: [0, 0],
+        };
+        let mut tally = CellTally::default();
+        for (lon, day) in [(5, 30), (7, 2), (5, 3), (200_000, 2)] {
+            tally.add(&trip(lon, day));
+        }
+        let sent = tally.drain_sorted();
+        assert!(tally.0.is_empty());
+        let origins_l2: Vec<_> = sent
+            .iter()
+            .filter(|c| c.0.side == 1 && c.0.level == 2)
+            .map(|c| (c.0.cell - cell_key(2, 0, 0), c.1, c.2.clone(), c.3.clone()))
+            .collect();
+        assert_eq!(origins_l2, [(0, 3, vec![0, 4], vec![2, 1]), (2, 1, vec![0], vec![1])]);
+        let destinations_l1: Vec<_> = sent
+            .iter()
+            .filter(|c| c.0.side == 2 && c.0.level == 1)
+            .map(|c| (c.1, c.2.clone(), c.3.clone()))
+            .collect();
+        assert_eq!(destinations_l1, [(4, vec![0, 4], vec![3, 1])]);
     }
 
     #[test]

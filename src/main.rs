@@ -168,12 +168,12 @@ fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
                     rows as f64 / seconds.max(1e-9)
                 );
                 if !args.no_compact {
-                    // The trips are committed and visible: a failure here loses nothing and changes no
+                    // The trips are committed and visible: a failed merge loses nothing and changes no
                     // answer, so it is reported and the load still counts as done.
-                    if let Err(e) = compact_job(&mut load, job) {
+                    if let Err(e) = merge(&mut load) {
                         eprintln!(
-                            "warning: job {job} is loaded, but its area points were not compacted \
-                             (answers are the same, only slower to read): {}",
+                            "warning: job {job} is loaded, but merging pieces failed (answers are the \
+                             same; `trips compact` tries again): {}",
                             conninfo::redact(&format!("{e:#}"))
                         );
                     }
@@ -197,74 +197,54 @@ fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
     })
 }
 
-/// Compacts job N's area points (db/022_area_points_compaction.sql) and says what it did.
-fn compact_job(client: &mut postgres::Client, job: i32) -> Result<()> {
-    let started = Instant::now();
-    let row = match client.query_one("SELECT * FROM compact_area_points($1)", &[&job]) {
-        Ok(row) => row,
-        Err(e) if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
-            anyhow::bail!(
-                "could not compact the area points of job {job}: trip_area_points stayed in use for 5 s \
-                 (a long query, or another compaction of this job; db/023_compaction_lock_timeout.sql). \
-                 Nothing changed; run `trips compact --job {job}` again later"
-            )
-        }
-        Err(e) => {
-            return Err(e).with_context(|| {
-                format!(
-                    "while compacting the area points of job {job} \
-                         (`trips compact --job {job}` tries again)"
-                )
-            });
-        }
-    };
-    let (before, after): (i64, i64) = (row.get(0), row.get(1));
-    if before == after {
-        eprintln!("job {job}: area points already one row per cell ({after} rows)");
-    } else {
+/// Runs the merges the merge policy calls for (db/007_pieces.sql), each in a transaction of its own, and
+/// says what each did. Returns how many it ran; none when there is nothing to merge or another session is
+/// merging (it goes on until nothing is left).
+fn merge(client: &mut postgres::Client) -> Result<usize> {
+    let mut merges = 0;
+    while let Some(row) = client
+        .query_opt(
+            "SELECT parent, first_job, last_job, pieces, trips, seconds FROM trip_merge_step()",
+            &[],
+        )
+        .context("while merging pieces (nothing was lost; `trips compact` tries again)")?
+    {
+        let (parent, first, last): (String, i32, i32) = (row.get(0), row.get(1), row.get(2));
+        let (pieces, trips, seconds): (i32, i64, f64) = (row.get(3), row.get(4), row.get(5));
         eprintln!(
-            "job {job}: compacted the area points from {before} rows to {after} (one per cell) in {:.2} s",
-            started.elapsed().as_secs_f64()
+            "merged {pieces} pieces of {parent} (jobs {first}-{last}, {trips} trips) in {seconds:.2} s"
         );
+        merges += 1;
     }
-    Ok(())
+    Ok(merges)
 }
 
-/// `trips compact`: job N, or every done job.
+/// `trips compact`: every merge the policy calls for, now.
 fn compact(client: &mut postgres::Client, job: Option<i32>) -> Result<ExitCode> {
-    let jobs: Vec<i32> = match job {
-        Some(job) => {
-            let state: Option<String> = client
-                .query_opt("SELECT state FROM ingest_jobs WHERE id = $1", &[&job])?
-                .map(|r| r.get(0));
-            match state.as_deref() {
-                Some("done") => vec![job],
-                Some(state) => {
-                    return Err(usage(format!(
-                        "job {job} is {state}: only a done job's area points are compacted"
-                    )));
-                }
-                None => {
-                    return Err(usage(format!(
-                        "there is no ingest job {job}; `trips jobs` lists them"
-                    )));
-                }
-            }
-        }
-        None => client
+    if job.is_some() {
+        eprintln!(
+            "warning: --job is deprecated and ignored: pieces are merged by ranges of jobs, and `trips \
+             compact` runs every merge the policy calls for"
+        );
+    }
+    // Wait for a merge that another session is running (after its ingest, or on a schedule) to finish
+    // its step, then run every merge that is left; trip_merge_step takes the same lock again.
+    client.execute("SELECT pg_advisory_lock(ingest_lock_class() + 2, 0)", &[])?;
+    let merged = merge(client);
+    client.execute("SELECT pg_advisory_unlock(ingest_lock_class() + 2, 0)", &[])?;
+    if merged? == 0 {
+        let pieces: Vec<String> = client
             .query(
-                "SELECT id FROM ingest_jobs WHERE state = 'done' ORDER BY id",
+                "SELECT parent || ': ' || count(*) FROM trip_pieces GROUP BY parent ORDER BY parent",
                 &[],
             )?
             .iter()
             .map(|r| r.get(0))
-            .collect(),
-    };
-    if jobs.is_empty() {
-        eprintln!("no done ingest jobs: nothing to compact");
-    }
-    for job in jobs {
-        compact_job(client, job)?;
+            .collect();
+        eprintln!(
+            "nothing to merge (pieces per table: {})",
+            if pieces.is_empty() { "none".to_string() } else { pieces.join(", ") }
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -356,7 +336,7 @@ fn jobs(url: &str, args: &cli::JobsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `trips roles`: creates the two group roles (if missing) and grants them what db/012_roles.sql lists.
+/// `trips roles`: creates the two group roles (if missing) and grants them what db/010_roles.sql lists.
 fn roles(client: &mut postgres::Client) -> Result<ExitCode> {
     let said: String = client.query_one("SELECT trips_roles()", &[])?.get(0);
     let ready: bool = client

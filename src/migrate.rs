@@ -12,145 +12,15 @@ use sha2::{Digest, Sha256};
 /// (version, name, SQL), in the order they must run.
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "001_postgis.sql", include_str!("../db/001_postgis.sql")),
-    (
-        2,
-        "002_dimensions.sql",
-        include_str!("../db/002_dimensions.sql"),
-    ),
-    (
-        3,
-        "003_ingest_jobs.sql",
-        include_str!("../db/003_ingest_jobs.sql"),
-    ),
-    (4, "004_trips.sql", include_str!("../db/004_trips.sql")),
-    (5, "005_rollups.sql", include_str!("../db/005_rollups.sql")),
-    (6, "006_ingest.sql", include_str!("../db/006_ingest.sql")),
-    (
-        7,
-        "007_ingest_status.sql",
-        include_str!("../db/007_ingest_status.sql"),
-    ),
-    (
-        8,
-        "008_trip_groups.sql",
-        include_str!("../db/008_trip_groups.sql"),
-    ),
-    (
-        9,
-        "009_area_counts.sql",
-        include_str!("../db/009_area_counts.sql"),
-    ),
-    (
-        10,
-        "010_weekly_avg.sql",
-        include_str!("../db/010_weekly_avg.sql"),
-    ),
-    (
-        11,
-        "011_area_counts_backfill.sql",
-        include_str!("../db/011_area_counts_backfill.sql"),
-    ),
-    (12, "012_roles.sql", include_str!("../db/012_roles.sql")),
-    (
-        13,
-        "013_area_points_by_job.sql",
-        include_str!("../db/013_area_points_by_job.sql"),
-    ),
-    (
-        14,
-        "014_trip_groups_top.sql",
-        include_str!("../db/014_trip_groups_top.sql"),
-    ),
-    (
-        15,
-        "015_box_counts.sql",
-        include_str!("../db/015_box_counts.sql"),
-    ),
-    (
-        16,
-        "016_area_pairs.sql",
-        include_str!("../db/016_area_pairs.sql"),
-    ),
-    (
-        17,
-        "017_area_both_band.sql",
-        include_str!("../db/017_area_both_band.sql"),
-    ),
-    (
-        18,
-        "018_polygon_edges.sql",
-        include_str!("../db/018_polygon_edges.sql"),
-    ),
-    (
-        19,
-        "019_polygon_edges_polygons_only.sql",
-        include_str!("../db/019_polygon_edges_polygons_only.sql"),
-    ),
-    (
-        20,
-        "020_both_boxes_and_point_lists.sql",
-        include_str!("../db/020_both_boxes_and_point_lists.sql"),
-    ),
-    (
-        21,
-        "021_polygon_both_by_cells.sql",
-        include_str!("../db/021_polygon_both_by_cells.sql"),
-    ),
-    (
-        22,
-        "022_area_points_compaction.sql",
-        include_str!("../db/022_area_points_compaction.sql"),
-    ),
-    (
-        23,
-        "023_compaction_lock_timeout.sql",
-        include_str!("../db/023_compaction_lock_timeout.sql"),
-    ),
-    (
-        24,
-        "024_polygon_cells_from_edges.sql",
-        include_str!("../db/024_polygon_cells_from_edges.sql"),
-    ),
-    (
-        25,
-        "025_area_points_by_latitude.sql",
-        include_str!("../db/025_area_points_by_latitude.sql"),
-    ),
-    (
-        26,
-        "026_area_points_other_ends_by_longitude.sql",
-        include_str!("../db/026_area_points_other_ends_by_longitude.sql"),
-    ),
-    (
-        27,
-        "027_polygon_both_by_edges.sql",
-        include_str!("../db/027_polygon_both_by_edges.sql"),
-    ),
-    (
-        28,
-        "028_area_counts_by_day.sql",
-        include_str!("../db/028_area_counts_by_day.sql"),
-    ),
-    (
-        29,
-        "029_weekly_counts_by_day.sql",
-        include_str!("../db/029_weekly_counts_by_day.sql"),
-    ),
-    (
-        30,
-        "030_pair_days.sql",
-        include_str!("../db/030_pair_days.sql"),
-    ),
-    (
-        31,
-        "031_pairs_sent_in_parts.sql",
-        include_str!("../db/031_pairs_sent_in_parts.sql"),
-    ),
-    (
-        32,
-        "032_unused_function_dropped.sql",
-        include_str!("../db/032_unused_function_dropped.sql"),
-    ),
+    (2, "002_names.sql", include_str!("../db/002_names.sql")),
+    (3, "003_ingest_jobs.sql", include_str!("../db/003_ingest_jobs.sql")),
+    (4, "004_cells.sql", include_str!("../db/004_cells.sql")),
+    (5, "005_trips.sql", include_str!("../db/005_trips.sql")),
+    (6, "006_tallies.sql", include_str!("../db/006_tallies.sql")),
+    (7, "007_pieces.sql", include_str!("../db/007_pieces.sql")),
+    (8, "008_weekly_avg.sql", include_str!("../db/008_weekly_avg.sql")),
+    (9, "009_trip_groups.sql", include_str!("../db/009_trip_groups.sql")),
+    (10, "010_roles.sql", include_str!("../db/010_roles.sql")),
 ];
 
 /// Lock key (class, id) used while migrating; class 7217 is the project's, see db/003_ingest_jobs.sql.
@@ -195,6 +65,16 @@ fn pending(client: &mut Client) -> Result<Vec<&'static str>> {
     } else {
         Vec::new()
     };
+    if let Some((v, name, _)) = applied
+        .iter()
+        .find(|(v, name, _)| MIGRATIONS.iter().any(|m| m.0 == *v && m.1 != name))
+    {
+        bail!(
+            "this database was made by a pre-release schema of trips (it has db/{name} as version {v}), \
+             whose store this trips binary cannot read or upgrade: create a new database (or drop this \
+             one) and load the files again"
+        );
+    }
     if let Some((v, name, _)) = applied
         .iter()
         .find(|(v, ..)| !MIGRATIONS.iter().any(|m| m.0 == *v))

@@ -22,7 +22,7 @@ const DESTINATION: usize = 2;
 const DATETIME: usize = 3;
 const DATASOURCE: usize = 4;
 
-/// Coordinates are stored as integers in units of 1e-7 degree (see db/004_trips.sql).
+/// Coordinates are stored as integers in units of 1e-7 degree (see db/005_trips.sql).
 pub const COORD_SCALE: f64 = 1e7;
 
 /// Microseconds between 1970-01-01 and 2000-01-01, PostgreSQL's binary timestamp epoch.

@@ -1,5 +1,5 @@
-//! Ingest status as the database pushes it: the JSON payloads of the `ingest_status` channel (db/007),
-//! decoded and shown. `trips ingest` shows its own job's events as progress, `trips watch` every event,
+//! Ingest status as the database pushes it: the JSON payloads of the `ingest_status` channel
+//! (db/003_ingest_jobs.sql), decoded and shown. `trips ingest` shows its own job's events as progress, `trips watch` every event,
 //! `trips jobs` the same payloads read from the table.
 
 use anyhow::{Context, Result};
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 pub const CHANNEL: &str = "ingest_status";
 
-/// One notification's payload (see db/007_ingest_status.sql for the fields).
+/// One notification's payload (see db/003_ingest_jobs.sql for the fields).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Event {
     pub job: i32,

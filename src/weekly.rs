@@ -1,5 +1,5 @@
 //! `trips weekly-avg`: the weekly average number of trips of an area, from the SQL functions of
-//! db/010_weekly_avg.sql (which define what the numbers mean).
+//! db/008_weekly_avg.sql (which define what the numbers mean).
 
 use crate::cli::WeeklyAvgArgs;
 use crate::usage;

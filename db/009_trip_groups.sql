@@ -1,25 +1,28 @@
--- 014: reading similar-trip groups faster: grouped by region id, and the N largest without decorating
--- every group.
+-- 009: similar trips, grouped: same region, origin and destination in the same grid cells (ST_SnapToGrid)
+-- and departure in the same time-of-day bucket, whatever the day (08:10 on a Monday and 08:20 on a Friday
+-- are alike). Everything here reads the rollup trip_group_counts (006_tallies.sql), never the trips.
 --
--- trip_groups_at (008) grouped its second level by the region's name: a sort of every (group, datasource)
--- row on text, under the collation's rules (29 s of 64 s at 17M trips). It now groups by the region's id
--- and names the region after; the rows are the same. That is what refresh_trip_groups() runs.
+--   trip_groups_at(cell_factor, bucket_minutes)  the groups at the stored resolution or a coarser one
+--   trip_groups_live                             the groups at the stored resolution, always current
+--   trip_groups (materialized)                   the same, as a snapshot for maps and BI tools (QGIS reads
+--                                                its geometry columns); refreshed by refresh_trip_groups(),
+--                                                `trips refresh`, or on a schedule (pg_cron; see README)
 --
--- trip_groups_top(n, ...) answers "the N largest groups" (`trips groups` asks it while the trip_groups
--- snapshot is stale): it ranks the groups on their summed trips alone, keeps the N largest, and reads the
--- rollup rows of those N again to build their geometries and trips per datasource. It returns what
---   SELECT * FROM trip_groups_at(cell_factor, bucket_minutes)
---    WHERE (region IS NULL OR region = <region>) AND trips >= min_trips
---    ORDER BY trips DESC, region, time_bucket, ST_X(origin_cell), ST_Y(origin_cell),
---             ST_X(destination_cell), ST_Y(destination_cell)
---    LIMIT n
--- returns, in that order, without building the other groups (measured in benchmarks/GROUPS.md).
+-- Coarser resolutions, without reloading: cells of an odd number of stored cells (3x, 5x, ...) and buckets
+-- of a multiple of the stored length that divides a day (with 60 minutes: 120, 180, 240, 360, 480, 720,
+-- 1440). Why odd: ST_SnapToGrid's cells are centred on the grid points, so a cell m times larger is made of
+-- whole stored cells only when m is odd; with m = 2 each coarse edge would cut stored cells in half, and
+-- their trips could not be split without the raw points. Stored cell k belongs to the coarse cell
+-- round(k / m), which for odd m never ties; the coarse cell centre is round(k / m) * m * cell_deg. This is
+-- ST_SnapToGrid(point, m * cell_deg) except for points within floating-point error of a coarse cell edge.
+--
+-- The functions that read the tally are VOLATILE, for the reason 008_weekly_avg.sql gives: merges.
 
 -- The resolution asked for, checked: stored buckets per asked bucket, the asked cell in degrees and the
--- asked bucket in minutes (NULL: the stored one). The checks and messages are 008's.
+-- asked bucket in minutes (NULL: the stored one).
 CREATE FUNCTION trip_group_resolution(cell_factor integer, bucket_minutes integer,
                                       OUT per integer, OUT cell double precision, OUT minutes integer)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     grid trip_group_grid;
 BEGIN
@@ -40,7 +43,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION trip_groups_at(cell_factor integer DEFAULT 1, bucket_minutes integer DEFAULT NULL)
+CREATE FUNCTION trip_groups_at(cell_factor integer DEFAULT 1, bucket_minutes integer DEFAULT NULL)
 RETURNS TABLE (
     region           text,
     origin_cell      geometry,
@@ -53,8 +56,9 @@ RETURNS TABLE (
     by_datasource    jsonb,
     desire_line      geometry
 )
-LANGUAGE plpgsql STABLE
-SET work_mem = '256MB'   -- see 008
+LANGUAGE plpgsql VOLATILE
+-- Summing the tally hashes one entry per group: with the default 4 MB of work_mem it spills to disk.
+SET work_mem = '256MB'
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -91,11 +95,62 @@ BEGIN
 END
 $$;
 
+-- Typed geometry columns, so that map tools see points and lines in EPSG:4326.
+CREATE VIEW trip_groups_live AS
+SELECT region,
+       origin_cell::geometry(Point, 4326)           AS origin_cell,
+       destination_cell::geometry(Point, 4326)      AS destination_cell,
+       time_bucket, bucket_start, trips, first_departure, last_departure, by_datasource,
+       desire_line::geometry(LineString, 4326)      AS desire_line
+  FROM trip_groups_at();
+
+CREATE MATERIALIZED VIEW trip_groups AS SELECT * FROM trip_groups_live;
+CREATE INDEX trip_groups_trips ON trip_groups (trips DESC);          -- the largest groups first
+CREATE INDEX trip_groups_region_trips ON trip_groups (region, trips DESC);
+CREATE INDEX trip_groups_origin ON trip_groups USING gist (origin_cell);
+
+-- How many done jobs the snapshot includes. Jobs only ever become done (never undone), so the snapshot is
+-- current exactly when that count still equals the number of done jobs; a job id would not do, since
+-- concurrent loaders finish out of order. Readers that want current groups at the stored resolution read
+-- the snapshot when it is current and sum the rollup otherwise (`trips groups` does).
+CREATE TABLE trip_groups_snapshot (
+    singleton    boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    done_jobs    bigint NOT NULL DEFAULT 0,
+    refreshed_at timestamptz
+);
+INSERT INTO trip_groups_snapshot DEFAULT VALUES;
+
+-- Rebuild the snapshot from the rollup (cost: the rows of the rollup, not the trips). This is what a
+-- schedule runs. The count is read before the refresh takes its own snapshot, so it never counts a job
+-- the refresh could miss; the row lock makes concurrent refreshes take turns.
+CREATE FUNCTION refresh_trip_groups() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE trip_groups_snapshot
+       SET done_jobs = (SELECT count(*) FROM ingest_jobs WHERE state = 'done'), refreshed_at = now();
+    REFRESH MATERIALIZED VIEW trip_groups;
+END
+$$;
+
+CREATE FUNCTION trip_groups_is_current() RETURNS boolean
+LANGUAGE sql VOLATILE AS $$
+    SELECT (SELECT count(*) FROM ingest_jobs WHERE state = 'done') = s.done_jobs FROM trip_groups_snapshot s;
+$$;
+
+-- trip_groups_top(n, ...) answers "the N largest groups" (`trips groups` asks it while the trip_groups
+-- snapshot is stale): it ranks the groups on their summed trips alone, keeps the N largest, and reads the
+-- rollup rows of those N again to build their geometries and trips per datasource. It returns what
+--   SELECT * FROM trip_groups_at(cell_factor, bucket_minutes)
+--    WHERE (region IS NULL OR region = <region>) AND trips >= min_trips
+--    ORDER BY trips DESC, region, time_bucket, ST_X(origin_cell), ST_Y(origin_cell),
+--             ST_X(destination_cell), ST_Y(destination_cell)
+--    LIMIT n
+-- returns, in that order, without building the other groups.
 CREATE FUNCTION trip_groups_top(n bigint, region text DEFAULT NULL, min_trips bigint DEFAULT 1,
                                 cell_factor integer DEFAULT 1, bucket_minutes integer DEFAULT NULL)
 RETURNS SETOF trip_groups_live
-LANGUAGE plpgsql STABLE
-SET work_mem = '256MB'   -- see 008
+LANGUAGE plpgsql VOLATILE
+SET work_mem = '256MB'   -- see trip_groups_at
 AS $$
 DECLARE
     res record;

@@ -1,0 +1,118 @@
+-- 006: what the loader counts while it streams a file, so that questions never have to scan all trips.
+--
+-- The loader tallies these numbers in memory and sends them with the file (src/ingest.rs); ingest_finish
+-- (007_pieces.sql) adds them in the same transaction that commits the file's trips, so they always agree
+-- with `trips`, and bringing them up to date costs in proportion to the file, not to the database.
+-- rebuild_rollups() (007) recomputes all of them from the trips, with the same arithmetic.
+--
+--   region_datasource_stats   trips, first and last departure per region and datasource: queries.sql
+--   region_weeks              trips per region and week: weekly_avg_region over any window of weeks
+--   trip_cells                trips per cell and week, for each end of the trip: weekly_avg of an area
+--   trip_group_counts         trips per group of similar trips: trip_groups (009_trip_groups.sql)
+--
+-- The first two are small (one row per region and datasource, or region and week) and every load adds
+-- into them with an upsert. The last two grow with the area the trips cover, so like trip_rows they are
+-- partitioned by ranges of jobs: each load appends a piece of its own, and pieces are merged (007).
+
+CREATE TABLE region_datasource_stats (
+    region_id       smallint  NOT NULL,
+    datasource_id   smallint  NOT NULL,
+    trips           bigint    NOT NULL,
+    first_departure timestamp NOT NULL,
+    last_departure  timestamp NOT NULL,
+    PRIMARY KEY (region_id, datasource_id)
+);
+
+CREATE VIEW region_datasource_summary AS
+SELECT r.name AS region, d.name AS datasource, s.trips, s.first_departure, s.last_departure
+  FROM region_datasource_stats s
+  JOIN regions r     ON r.id = s.region_id
+  JOIN datasources d ON d.id = s.datasource_id;
+
+CREATE TABLE region_weeks (
+    region_id smallint NOT NULL,
+    week      integer  NOT NULL,   -- trip_week() (004_cells.sql)
+    trips     bigint   NOT NULL,
+    PRIMARY KEY (region_id, week)
+);
+
+-- One row per end of trip (side 1: origin, 2: destination), level and cell of a piece: the trips with
+-- that end in the cell, and the same trips week by week as two parallel arrays (the weeks with trips,
+-- ascending, and the trips of each). Rows per week would make the table as large as the trips on sparse
+-- data; arrays keep one row per cell. Within a piece a cell may have several rows (a file too large for
+-- the loader's memory sends its tally in parts); readers add them up and merges fold them into one.
+CREATE TABLE trip_cells (
+    job_id     integer   NOT NULL,   -- the first job of the piece; the partition key
+    side       smallint  NOT NULL,   -- 1 origin, 2 destination
+    level      smallint  NOT NULL,   -- 004_cells.sql
+    cell       integer   NOT NULL,   -- trip_cell_key()
+    trips      bigint    NOT NULL,
+    weeks      integer[] NOT NULL,   -- trip_week(), ascending
+    week_trips integer[] NOT NULL    -- trips of each of those weeks
+) PARTITION BY RANGE (job_id);
+
+CREATE INDEX trip_cells_cell ON trip_cells (side, level, cell);
+
+-- The grid of similar-trip groups: one row. A point's cell is what ST_SnapToGrid(point, cell_deg) gives,
+-- the grid point nearest to it, kept as integers (round(lon / cell_deg), round(lat / cell_deg)); a
+-- departure's bucket is its minutes since midnight divided by bucket_min. The defaults, 0.02 degree
+-- (2226 m north-south, 1574 m east-west at Turin) and 60 minutes, are chosen in docs/store.md. After
+-- changing them, run `trips refresh`.
+CREATE TABLE trip_group_grid (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    cell_deg   double precision NOT NULL DEFAULT 0.02 CHECK (cell_deg > 0 AND cell_deg <= 1),
+    bucket_min integer NOT NULL DEFAULT 60 CHECK (bucket_min > 0 AND 1440 % bucket_min = 0)
+);
+INSERT INTO trip_group_grid DEFAULT VALUES;
+
+-- Trips per group and datasource, at the grid's resolution, with their first and last departure.
+CREATE TABLE trip_group_counts (
+    job_id          integer   NOT NULL,   -- the first job of the piece; the partition key
+    region_id       smallint  NOT NULL,
+    time_bucket     smallint  NOT NULL,   -- minutes since midnight / bucket_min
+    datasource_id   smallint  NOT NULL,
+    origin_x        integer   NOT NULL,   -- cell indices: the cell centre is (x * cell_deg, y * cell_deg)
+    origin_y        integer   NOT NULL,
+    dest_x          integer   NOT NULL,
+    dest_y          integer   NOT NULL,
+    trips           integer   NOT NULL,
+    first_departure timestamp NOT NULL,
+    last_departure  timestamp NOT NULL
+) PARTITION BY RANGE (job_id);
+
+-- The tallies of the trips in `source` (a table or query with trip_rows' columns), as `job`'s rows of
+-- trip_cells and trip_group_counts: the SQL twins of the loader's arithmetic (cells by floor, groups by
+-- rint like ST_SnapToGrid, weeks from Monday 2000-01-03), for rebuild_rollups().
+CREATE FUNCTION trip_cells_query(source text, job integer) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT format($q$
+        WITH ends AS (
+            SELECT 1::smallint AS side, origin_lon AS lon, origin_lat AS lat, departed_at FROM %1$s
+            UNION ALL
+            SELECT 2::smallint, dest_lon, dest_lat, departed_at FROM %1$s
+        ), per_week AS (
+            SELECT e.side, l.level::smallint AS level, trip_cell(l.level, e.lon, e.lat) AS cell,
+                   trip_week(e.departed_at) AS week, count(*) AS n
+              FROM ends e CROSS JOIN (VALUES (1), (2)) AS l(level)
+             GROUP BY 1, 2, 3, 4
+        )
+        SELECT %2$s, side, level, cell, sum(n)::bigint, array_agg(week ORDER BY week),
+               array_agg(n::integer ORDER BY week)
+          FROM per_week GROUP BY side, level, cell$q$, source, job)
+$$;
+
+CREATE FUNCTION trip_group_counts_query(source text, job integer) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT format($q$
+        SELECT %2$s, t.region_id,
+               ((extract(hour FROM t.departed_at) * 60 + extract(minute FROM t.departed_at))::integer
+                   / g.bucket_min)::smallint,
+               t.datasource_id,
+               round((t.origin_lon / 1e7::float8) / g.cell_deg)::integer,
+               round((t.origin_lat / 1e7::float8) / g.cell_deg)::integer,
+               round((t.dest_lon / 1e7::float8) / g.cell_deg)::integer,
+               round((t.dest_lat / 1e7::float8) / g.cell_deg)::integer,
+               count(*), min(t.departed_at), max(t.departed_at)
+          FROM %1$s t CROSS JOIN trip_group_grid g
+         GROUP BY 2, 3, 4, 5, 6, 7, 8$q$, source, job)
+$$;
