@@ -58,11 +58,12 @@ fn a_loader_login_ingests_and_watches_and_can_change_nothing_else() {
         "DROP TABLE trip_rows",
         "ALTER TABLE ingest_jobs ADD COLUMN x int",
         "DELETE FROM trip_rows",
-        "TRUNCATE trip_area_points",
+        "TRUNCATE trip_cells",
         "UPDATE region_datasource_stats SET trips = 0",
         // The job's own table, once attached, is closed to the loader.
-        "INSERT INTO trip_rows_job_1 VALUES (1, 1, 1, now(), 0, 0, 0, 0)",
-        "INSERT INTO trip_area_points VALUES (1, 1, 0, 0, 1, '{0}', '{0}', '{2020-01-01}', '{0}', '{0}')",
+        "INSERT INTO trip_rows_j1 VALUES (1, 1, 1, now(), 0, 0, 0, 0)",
+        "INSERT INTO trip_cells_j1 VALUES (1, 1, 1, 0, 1, '{0}', '{1}')",
+        "DELETE FROM trip_pieces",
         "SELECT rebuild_rollups()",
         "REFRESH MATERIALIZED VIEW trip_groups",
         "UPDATE ingest_jobs SET file = 'x'",
@@ -71,7 +72,7 @@ fn a_loader_login_ingests_and_watches_and_can_change_nothing_else() {
         assert_denied(&mut c, sql);
     }
     // The owner's functions check what they are asked to do: job 1 is done, not loading.
-    let e = db_error(&mut c, "SELECT ingest_create_staging(1)");
+    let e = db_error(&mut c, "SELECT ingest_begin(1)");
     assert!(e.message().contains("is not being loaded"), "{e}");
     let refresh = db.trips_with(&loader.url, &["refresh"]);
     assert_eq!(refresh.code, 3);
@@ -123,9 +124,11 @@ fn a_reader_login_queries_and_is_refused_every_write() {
         "DROP VIEW trips",
         "ALTER TABLE regions RENAME TO r",
         "SELECT ingest_job_open('x', 0, false)",
-        "SELECT ingest_create_staging(1)",
-        "SELECT ingest_finish(1, 'x', 0, 0, '{}', '{}', '{}', '{}', '{}')",
-        "SELECT rebuild_area_counts()",
+        "SELECT ingest_begin(1)",
+        "SELECT ingest_finish(1, 'x', 0, 0, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')",
+        "SELECT rebuild_rollups()",
+        "SELECT * FROM trip_merge_step()",
+        "CALL trips_merge()",
         "SELECT refresh_trip_groups()",
         "SELECT count(*) FROM trip_groups; REFRESH MATERIALIZED VIEW trip_groups",
         "CREATE TABLE mine (x int)",

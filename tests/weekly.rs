@@ -1,11 +1,11 @@
-//! Weekly averages (db/010_weekly_avg.sql, `trips weekly-avg`): the fast answers against the plain SQL over
-//! the `trips` view, on trips made to sit on the edges that matter (cell edges, box edges, week edges).
+//! Weekly averages (db/008_weekly_avg.sql, `trips weekly-avg`): the fast answers against the plain SQL over
+//! the `trips` view, on trips made to sit on the edges that matter (cell edges, box edges, week edges),
+//! whether they arrived as one file or as many, before and after the pieces are merged.
 
 mod common;
 
-use common::{HEADER, TestDb, db_error, migration_files, sample};
+use common::{HEADER, TestDb, db_error, sample};
 use postgres::Client;
-use sha2::Digest;
 
 /// xorshift64*: the same seed gives the same trips and areas.
 struct Rng(u64);
@@ -218,18 +218,6 @@ fn weekly_avg(client: &mut Client, area: &str, by: &str, window: Option<(&str, &
 
 const BY: [&str; 4] = ["origin", "destination", "both", "either"];
 
-/// Takes a database back to before db/028 (no days per cell, no sorted departures), for tests that re-run
-/// older migrations, whose rows have neither; `trips migrate` then applies db/028 again, from the trips,
-/// and db/029 to db/032 after it (which replace functions that the older migrations replace too; db/030
-/// gives the pairs their days; db/032 drops a function of db/028 that nothing calls).
-const BEFORE_DB_028: &str = "
-    DELETE FROM schema_migrations WHERE version IN (28, 29, 30, 31, 32);
-    DROP FUNCTION trip_area_both_between, trip_area_pair_days, trip_area_counts_between, compact_area_pairs;
-    ALTER TABLE IF EXISTS trip_area_pairs DROP COLUMN days, DROP COLUMN trips_to_day;
-    ALTER TABLE trip_area_counts DROP CONSTRAINT trip_area_counts_days, DROP COLUMN days, DROP COLUMN trips_to_day;
-    ALTER TABLE trip_area_points DROP COLUMN departed_sorted;
-    DROP FUNCTION trip_area_count_between, trip_area_days, trip_day;";
-
 #[test]
 fn the_sample_region_averages() {
     let db = TestDb::new("weekly_sample");
@@ -264,28 +252,14 @@ fn the_sample_region_averages() {
 fn weekly_avg_equals_the_plain_sql_on_edges_weeks_and_windows() {
     let db = TestDb::new("weekly_property");
     let mut rng = Rng(0x5eed_1234_abcd_0001);
-    // A tiny tally limit, not compacted: the loader sends points many times per file, so cells have
-    // several rows.
-    let file = db.file("a.csv", trips_csv(&mut rng, 3000));
-    db.trips(&["ingest", "--tally-limit", "500", "--no-compact", &file])
-        .ok();
-    // What the loader wrote for windows (db/028) is what the migration computes from the trips.
-    assert_eq!(
-        db.count(
-            "SELECT count(*) FROM trip_area_counts c
-               FULL JOIN trip_area_days() d USING (job_id, side, level, cx, cy)
-              WHERE coalesce(c.level, d.level) < 3
-                AND (c.days IS DISTINCT FROM d.days OR c.trips_to_day IS DISTINCT FROM d.trips_to_day)"
-        ),
-        0
-    );
-    assert_eq!(
-        db.count(
-            "SELECT count(*) FROM trip_area_points
-              WHERE departed_sorted IS DISTINCT FROM ARRAY(SELECT t FROM unnest(departed_at) AS t ORDER BY t)"
-        ),
-        0
-    );
+    // Three files, not merged, and a tiny tally limit: the loader sends its tallies many times per
+    // file, so a cell has several rows in a piece and rows in several pieces.
+    for name in ["a.csv", "b.csv", "c.csv"] {
+        let file = db.file(name, trips_csv(&mut rng, 1000));
+        db.trips(&["ingest", "--tally-limit", "500", "--no-compact", &file])
+            .ok();
+    }
+    assert!(db.count("SELECT count(*) FROM (SELECT FROM trip_cells GROUP BY job_id, side, level, cell HAVING count(*) > 1) c") > 100);
     let mut client = db.client();
     let windows = [
         None,
@@ -293,8 +267,7 @@ fn weekly_avg_equals_the_plain_sql_on_edges_weeks_and_windows() {
         Some(("2017-12-31 23:59:59", "2018-01-01 00:00:00")), // one second: only the Sunday trips
         Some(("2017-12-20 13:00", "2018-01-03 07:30")), // not on week edges
         Some(("2010-01-01", "2030-01-01")), // holds every trip, longer than the data
-        // Whole days (db/028 counts them by day): a Sunday alone, with its 23:59:59 but not Monday's
-        // 00:00:00; Wednesday to Monday.
+        // Whole days: a Sunday alone, with its 23:59:59 but not Monday's 00:00:00; Wednesday to Monday.
         Some(("2017-12-31", "2018-01-01")),
         Some(("2017-12-13", "2018-01-08")),
     ];
@@ -326,7 +299,7 @@ fn weekly_counts_equal_the_plain_sql_week_by_week() {
         Some(("2017-12-04", "2018-01-15")), // Mondays: whole weeks
         Some(("2017-12-13", "2018-01-08")), // Wednesday to Monday: the first week is five days
         Some(("2017-12-31", "2018-01-01")), // a Sunday alone: one week, its 23:59:59 in, Monday's 00:00 out
-        Some(("2017-12-20 13:00", "2018-01-03 07:30")), // not at midnight (read from the points)
+        Some(("2017-12-20 13:00", "2018-01-03 07:30")), // not at midnight (part-weeks read trip by trip)
     ];
     let mut with_trips = 0;
     for i in 0..60 {
@@ -363,27 +336,6 @@ fn weekly_counts_equal_the_plain_sql_week_by_week() {
         with_trips > 150,
         "only {with_trips} of 300 questions hold trips"
     );
-    // The periods' bounds must be midnights in ascending order: any other bound would be counted wrongly
-    // by levels 1 and 2, which know days.
-    for bounds in [
-        "'{2017-12-04 06:00, 2018-01-15}'",
-        "'{2018-01-15, 2017-12-04}'",
-        "'{2017-12-04, 2017-12-04}'",
-        "'{2017-12-04}'",
-    ] {
-        let err = db_error(
-            &mut client,
-            &format!(
-                "SELECT trip_area_counts_between(ST_MakeEnvelope(7, 44, 8, 46, 4326), NULL, 1::smallint, {bounds})"
-            ),
-        );
-        assert!(
-            err.message()
-                .contains("are not two or more distinct midnights in ascending order"),
-            "{bounds}: {}",
-            err.message()
-        );
-    }
     // The default window runs from the week of the first trip to the week of the last: 2017-11-27 (the
     // Monday of 2017-12-01) to the week of 2018-01-29 (60 days on), with the empty weeks as zeros.
     let all = db.rows(
@@ -580,147 +532,9 @@ fn the_cli_prints_the_window_and_its_weeks() {
     );
 }
 
-#[test]
-fn trips_loaded_before_the_area_pyramid_are_backfilled_by_the_migration() {
-    let db = TestDb::new("weekly_backfill");
-    db.trips(&["ingest", sample().to_str().unwrap()]).ok();
-    // A database whose trips were loaded before db/009: no cells, and db/011 not yet applied.
-    db.client()
-        .batch_execute(
-            "TRUNCATE trip_area_counts, trip_area_points; DELETE FROM schema_migrations WHERE version = 11",
-        )
-        .unwrap();
-    let run = db.trips(&["migrate"]).ok();
-    assert!(
-        run.stderr
-            .contains("applied db/011_area_counts_backfill.sql"),
-        "{}",
-        run.stderr
-    );
-    let mut client = db.client();
-    let area = "SRID=4326;POLYGON((7.6 45,7.75 45,7.75 45.15,7.6 45.15,7.6 45))";
-    let plain = plain_avg(&mut client, area, "either", None);
-    assert_eq!(plain, 29.0 / 5.0);
-    assert_eq!(weekly_avg(&mut client, area, "either", None), plain);
-}
-
-#[test]
-fn area_points_loaded_before_db_013_move_into_a_partition_per_job() {
-    let db = TestDb::new("weekly_013");
-    let mut c = db.client();
-    // The schema as it was before db/013, applied and recorded the way `trips migrate` does it.
-    c.batch_execute(
-        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
-                                         sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
-    )
-    .unwrap();
-    let files: Vec<_> = migration_files()
-        .into_iter()
-        .filter(|(n, _)| n.as_str() < "013")
-        .collect();
-    assert_eq!(files.len(), 12);
-    for (i, (name, sql)) in files.iter().enumerate() {
-        let sum: String = sha2::Sha256::digest(sql.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        c.batch_execute(&sql).unwrap();
-        c.execute(
-            "INSERT INTO schema_migrations (version, name, sha256) VALUES ($1, $2, $3)",
-            &[&(i as i32 + 1), name, &sum],
-        )
-        .unwrap();
-    }
-    // Two files' trips, loaded through the functions the loader called then, and their area pyramid in the
-    // one shared table of that schema.
-    for (job, seed) in [(1, 7919), (2, 104_729)] {
-        c.batch_execute(&format!(
-            "SELECT ingest_job_open('file{job}.csv', NULL, false);
-             UPDATE ingest_jobs SET state = 'loading' WHERE id = {job};
-             SELECT ingest_create_staging({job});
-             INSERT INTO trip_rows_job_{job}
-             SELECT {job}, dimension_id('regions', 'Turin'), dimension_id('datasources', 'ds' || g % 3),
-                    timestamp '2018-05-01' + (g * {seed} % 40000) * interval '1 minute',
-                    76000000 + g * {seed} % 2000000, 450000000 + g * 31 * {seed} % 2000000,
-                    76000000 + g * 7 * {seed} % 2000000, 450000000 + g * 13 * {seed} % 2000000
-               FROM generate_series(1::bigint, 3000) AS g;
-             SELECT ingest_finish({job}, 'sha{job}', 3000, 0, '{{}}', '{{}}', '{{}}', '{{}}', '{{}}');"
-        ))
-        .unwrap();
-    }
-    c.batch_execute("SELECT rebuild_rollups(); SELECT rebuild_area_counts();")
-        .unwrap();
-    assert_eq!(
-        db.count("SELECT count(*) FROM pg_inherits WHERE inhparent = 'trip_area_points'::regclass"),
-        0,
-        "before db/013 the points are one table"
-    );
-
-    let run = db.trips(&["migrate"]).ok();
-    assert!(
-        run.stderr.contains("applied db/013_area_points_by_job.sql"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(
-        db.rows(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-                  WHERE i.inhparent = 'trip_area_points'::regclass ORDER BY 1"
-        ),
-        ["(trip_area_points_job_1)", "(trip_area_points_job_2)"]
-    );
-    assert_eq!(
-        db.count("SELECT sum(trips)::bigint FROM trip_area_points_job_2 WHERE side = 1"),
-        3000
-    );
-    // The answers are the plain SQL's, before and after a file loaded by this binary.
-    let check = |client: &mut Client| {
-        for area in [
-            "SRID=4326;POLYGON((7.6 45,7.75 45,7.75 45.15,7.6 45.15,7.6 45))",
-            "SRID=4326;POLYGON((7.61 45.02,7.7 45.01,7.74 45.12,7.63 45.09,7.61 45.02))",
-        ] {
-            for by in BY {
-                let plain = plain_avg(client, area, by, None);
-                assert!(plain > 0.0, "{area} {by}: the area holds trips");
-                assert_eq!(weekly_avg(client, area, by, None), plain, "{area} {by}");
-            }
-        }
-    };
-    check(&mut db.client());
-    db.trips(&["ingest", sample().to_str().unwrap()]).ok();
-    assert_eq!(db.count("SELECT count(*) FROM trips"), 6100);
-    check(&mut db.client());
-}
-
-/// How many (side, cell)s have their points in more than one row of trip_area_points.
-/// Rows of points whose arrays are not as db/015, db/025 and db/026 need them: `trips` their length, `lon`
-/// in order, `lat_sorted` the latitudes in order and `lon_by_lat` the longitude of each of them, the other
-/// ends there and `other_lon_sorted` / `other_lat_by_other_lon` the same other ends in order of longitude.
-fn rows_out_of_order(db: &TestDb) -> i64 {
-    db.count(
-        "SELECT count(*) FROM trip_area_points
-          WHERE trips <> cardinality(lon)
-             OR lon <> (SELECT array_agg(v ORDER BY v) FROM unnest(lon) AS v)
-             OR lat_sorted <> (SELECT array_agg(v ORDER BY v) FROM unnest(lat) AS v)
-             OR lon_by_lat <> (SELECT array_agg(u.x ORDER BY u.y, u.x) FROM unnest(lon, lat) AS u(x, y))
-             OR other_lon IS NULL OR trips <> cardinality(other_lon)
-             OR other_lon_sorted IS DISTINCT FROM
-                (SELECT array_agg(u.x ORDER BY u.x, u.y) FROM unnest(other_lon, other_lat) AS u(x, y))
-             OR other_lat_by_other_lon IS DISTINCT FROM
-                (SELECT array_agg(u.y ORDER BY u.x, u.y) FROM unnest(other_lon, other_lat) AS u(x, y))",
-    )
-}
-
-fn cells_in_several_rows(db: &TestDb) -> i64 {
-    db.count(
-        "SELECT count(*) FROM (SELECT side, cx, cy FROM trip_area_points GROUP BY 1, 2, 3
-                               HAVING count(*) > 1) AS c",
-    )
-}
-
-/// Trips crowded into a few level-3 cells, on a grid of 1e-4 degree (many share a coordinate), and boxes
-/// whose edges fall on that grid: a box's edge cells are counted by binary search on sorted coordinates
-/// (db/015_box_counts.sql), and a point on the edge, or many, must count once, whichever edge cuts the cell.
+/// Trips crowded into a few hundred metres, on a grid of 1e-4 degree (many share a coordinate), and boxes
+/// whose edges fall on that grid: a point on a box's edge, or many, must count once, whichever cell it is
+/// in and whichever edge cuts the cell.
 fn crowded_trips_csv(rng: &mut Rng, rows: usize) -> String {
     let mut csv = format!("{HEADER}\n");
     let mut coordinate = |base: f64| match rng.below(5) {
@@ -780,144 +594,68 @@ fn box_counts(client: &mut Client, boxes: &[[f64; 4]]) -> Vec<(String, i64, i64)
     out
 }
 
+/// The lines of `csv` (a header, then records) as `n` files of about equal size, each with the header.
+fn split_csv(db: &TestDb, csv: &str, n: usize) -> Vec<String> {
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    let records: Vec<&str> = lines.collect();
+    records
+        .chunks(records.len().div_ceil(n))
+        .enumerate()
+        .map(|(i, part)| db.file(&format!("part{i:03}.csv"), format!("{header}\n{}\n", part.join("\n"))))
+        .collect()
+}
+
+/// The same trips loaded as one file, and as `files` files that are not merged.
+fn one_file_and_many(tag: &str, csv: &str, files: usize) -> (TestDb, TestDb) {
+    let one = TestDb::new(&format!("{tag}_one"));
+    one.trips(&["ingest", &one.file("all.csv", csv)]).ok();
+    let many = TestDb::new(&format!("{tag}_many"));
+    let parts = split_csv(&many, csv, files);
+    let mut args = vec!["ingest", "--no-compact", "--tally-limit", "300"];
+    args.extend(parts.iter().map(String::as_str));
+    many.trips(&args).ok();
+    assert_eq!(many.count("SELECT count(*) FROM trip_pieces WHERE parent = 'trip_rows'"), files as i64);
+    (one, many)
+}
+
+fn pieces(db: &TestDb) -> Vec<String> {
+    db.rows("SELECT parent, first_job, last_job, trips FROM trip_pieces ORDER BY 1, 2")
+}
+
 #[test]
-fn boxes_count_crowded_cells_exactly_after_load_migration_and_rebuild() {
-    let db = TestDb::new("weekly_crowded");
+fn boxes_count_crowded_cells_exactly_from_one_file_or_many_before_and_after_merges() {
     let mut rng = Rng(0x5eed_1234_abcd_0005);
-    // A small tally limit, not compacted: each cell gets several rows, each sorted on its own.
-    let file = db.file("a.csv", crowded_trips_csv(&mut rng, 3000));
-    db.trips(&["ingest", "--tally-limit", "700", "--no-compact", &file])
-        .ok();
+    let csv = crowded_trips_csv(&mut rng, 3000);
     let boxes: Vec<[f64; 4]> = (0..150).map(|_| crowded_box(&mut rng)).collect();
-    let mut client = db.client();
-    let check = |client: &mut Client, when: &str| {
-        let counts = box_counts(client, &boxes);
+    let check = |db: &TestDb, when: &str| {
+        let counts = box_counts(&mut db.client(), &boxes);
         for (question, ours, plain) in &counts {
             assert_eq!(ours, plain, "{when}: {question}");
         }
-        let edges = counts.iter().filter(|(_, n, _)| *n > 0).count();
-        assert!(
-            edges > 300,
-            "{when}: only {edges} of 450 answers hold trips"
-        );
+        let with_trips = counts.iter().filter(|(_, n, _)| *n > 0).count();
+        assert!(with_trips > 300, "{when}: only {with_trips} of 450 answers hold trips");
+        counts
     };
-    check(&mut client, "as loaded");
-    assert!(cells_in_several_rows(&db) > 10, "several rows per cell");
-    assert_eq!(rows_out_of_order(&db), 0, "rows as the loader wrote them");
-
-    // Compaction (db/022): one row per cell, the same points, in the order the box counts rely on.
-    let points =
-        "SELECT side, cx, cy, unnest(lon), unnest(lat), unnest(departed_at), unnest(other_lon),
-                         unnest(other_lat) FROM trip_area_points ORDER BY 1, 2, 3, 4, 5, 6, 7, 8";
-    let before = db.rows(points);
-    // A query still running on trip_area_points: the swap cannot have the table within 5 s (db/023), so
-    // the compaction gives up, and nothing changes.
-    let mut holder = db.client();
-    let mut reading = holder.transaction().unwrap();
-    reading
-        .query_one("SELECT count(*) FROM trip_area_points", &[])
-        .unwrap();
-    let run = db.trips(&["compact"]);
-    assert_eq!(run.code, 3, "{}", run.stderr);
-    assert!(
-        run.stderr.contains(
-            "could not compact the area points of job 1: trip_area_points stayed in use for 5 s"
-        ) && run.stderr.contains("Nothing changed"),
-        "{}",
-        run.stderr
-    );
-    reading.rollback().unwrap();
-    assert!(cells_in_several_rows(&db) > 10, "rows as they were");
-    assert_eq!(
-        db.rows(points),
-        before,
-        "the points after a failed compaction"
-    );
-    let run = db.trips(&["compact"]).ok();
-    assert!(
-        run.stderr
-            .contains("job 1: compacted the area points from "),
-        "{}",
-        run.stderr
-    );
-    check(&mut client, "after trips compact");
-    assert_eq!(db.rows(points), before, "the points after compaction");
-    assert_eq!(
-        cells_in_several_rows(&db),
-        0,
-        "one row per cell after compaction"
-    );
-    assert_eq!(
-        rows_out_of_order(&db),
-        0,
-        "compacted rows counted and sorted"
-    );
-    let run = db.trips(&["compact", "--job", "1"]).ok();
-    assert!(
-        run.stderr
-            .contains("job 1: area points already one row per cell"),
-        "{}",
-        run.stderr
-    );
-    let run = db.trips(&["compact", "--job", "9"]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("there is no ingest job 9; `trips jobs` lists them"),
-        "{}",
-        run.stderr
-    );
-
-    // Rows written before db/015: in no particular order, without lat_sorted (nor db/025's lon_by_lat, nor
-    // db/026's other ends in order). The migrations sort them and add those.
-    client
-        .batch_execute(
-            "DELETE FROM schema_migrations WHERE version IN (15, 25, 26, 28);
-             UPDATE trip_area_points p
-                SET lon = (SELECT array_agg(v ORDER BY i DESC) FROM unnest(p.lon) WITH ORDINALITY u(v, i)),
-                    lat = (SELECT array_agg(v ORDER BY i DESC) FROM unnest(p.lat) WITH ORDINALITY u(v, i)),
-                    departed_at = (SELECT array_agg(v ORDER BY i DESC)
-                                     FROM unnest(p.departed_at) WITH ORDINALITY u(v, i)),
-                    other_lon = (SELECT array_agg(v ORDER BY i DESC) FROM unnest(p.other_lon) WITH ORDINALITY u(v, i)),
-                    other_lat = (SELECT array_agg(v ORDER BY i DESC) FROM unnest(p.other_lat) WITH ORDINALITY u(v, i));
-             ALTER TABLE trip_area_points DROP COLUMN lat_sorted, DROP COLUMN lon_by_lat,
-                                          DROP COLUMN other_lon_sorted, DROP COLUMN other_lat_by_other_lon;
-             DROP FUNCTION trip_box_count, trip_box_children, trip_coord_from, trip_coord_to;",
-        )
-        .unwrap();
-    client.batch_execute(BEFORE_DB_028).unwrap();
-    let run = db.trips(&["migrate"]).ok();
-    assert!(
-        run.stderr.contains("applied db/015_box_counts.sql")
-            && run
-                .stderr
-                .contains("applied db/025_area_points_by_latitude.sql")
-            && run
-                .stderr
-                .contains("applied db/026_area_points_other_ends_by_longitude.sql"),
-        "{}",
-        run.stderr
-    );
-    let mut client = db.client();
-    check(&mut client, "after db/015 sorted the rows");
-
-    assert_eq!(
-        rows_out_of_order(&db),
-        0,
-        "rows sorted by db/015, db/025 and db/026"
-    );
-
-    client
-        .batch_execute("SELECT rebuild_area_counts()")
-        .unwrap();
-    check(&mut client, "after rebuild_area_counts()");
-    assert_eq!(rows_out_of_order(&db), 0, "rows rebuilt");
+    let (one, many) = one_file_and_many("weekly_crowded", &csv, 12);
+    let answers = check(&one, "one file");
+    assert_eq!(check(&many, "twelve files"), answers);
+    // Merged by hand (the loader was told not to): fewer pieces, the same answers.
+    let before = pieces(&many);
+    let run = many.trips(&["compact"]).ok();
+    assert!(run.stderr.contains("merged 10 pieces of trip_rows (jobs 1-10, 2500 trips)"), "{}", run.stderr);
+    assert!(pieces(&many).len() < before.len() / 2, "{:?}", pieces(&many));
+    assert_eq!(check(&many, "twelve files, merged"), answers);
+    let run = many.trips(&["compact"]).ok();
+    assert!(run.stderr.contains("nothing to merge (pieces per table: "), "{}", run.stderr);
+    // `trips refresh` rebuilds every tally from the trips: the same answers.
+    many.trips(&["refresh"]).ok();
+    assert_eq!(check(&many, "rebuilt"), answers);
 }
 
 /// Trips in a square of 0.05 degree (five level-2 cells a side), half of them between two crowded spots,
-/// with coordinates often on the level-2 and level-3 cell edges or just below them: areas of a few level-2
-/// cells hold whole pairs of cells (db/016_area_pairs.sql), and the band of cells along their edge holds
-/// both ends of many trips.
+/// with coordinates often on the level-2 cell edges or just below them: areas of a few level-2 cells hold
+/// both ends of many trips, in cells wholly inside and in cells their edge cuts.
 fn paired_trips_csv(rng: &mut Rng, rows: usize) -> String {
     let mut csv = format!("{HEADER}\n");
     let end = |rng: &mut Rng, spot: f64| -> (String, String) {
@@ -978,177 +716,150 @@ fn paired_area(rng: &mut Rng) -> String {
 }
 
 #[test]
-fn both_and_either_count_pairs_of_cells_exactly_after_load_and_migration() {
-    let db = TestDb::new("weekly_pairs");
+fn both_and_either_are_exact_from_one_file_or_many_before_and_after_merges() {
     let mut rng = Rng(0x5eed_1234_abcd_0006);
-    // Two files, and a small tally limit, not compacted: a cell's points come in several rows, its pairs
-    // in two jobs, and in two rows of each job (sent every 5 x 300 trips, db/031).
-    for name in ["a.csv", "b.csv"] {
-        let file = db.file(name, paired_trips_csv(&mut rng, 2000));
-        db.trips(&["ingest", "--tally-limit", "300", "--no-compact", &file])
-            .ok();
-    }
-    // What the loader wrote for windows (db/030) is what the trips give, a pair in several rows of a job
-    // (one per send, db/031), which the readers below add up.
-    assert_eq!(pairs_unlike_their_trips(&db), 0, "pairs as loaded");
-    assert!(pairs_in_several_rows(&db) > 100, "pairs sent in parts");
-    let areas: Vec<String> = (0..80).map(|_| paired_area(&mut rng)).collect();
-    let mut client = db.client();
-    // Areas that hold both cells of some pair wholly: the pair totals are used, not only points.
-    let whole_pairs = areas
-        .iter()
-        .filter(|a| {
-            client
-                .query_one(
-                    "SELECT EXISTS (SELECT FROM trip_area_pairs p, ST_GeomFromEWKT($1) AS a
-                                     WHERE ST_Covers(a, trip_area_cell(2, p.ocx, p.ocy))
-                                       AND ST_Covers(a, trip_area_cell(2, p.dcx, p.dcy)))",
-                    &[a],
-                )
-                .unwrap()
-                .get(0)
-        })
-        .count();
-    assert!(
-        whole_pairs > 15,
-        "only {whole_pairs} of 80 areas hold a whole pair of cells"
-    );
-    // Over all time the pairs' totals count (db/016); over windows of whole days, their days (db/030): a
-    // pair with as many days as the window has bounds or more is looked up at each bound, one with fewer
-    // puts its days in their periods. A window not at midnight reads the points.
-    let windows = [
-        None,
-        Some(("2018-01-03", "2018-01-15")), // Wednesday to Monday: three bounds per week count
-        Some(("2018-01-09", "2018-01-10")), // a Tuesday alone
-        Some(("2018-01-03 10:00", "2018-01-15")),
-    ];
-    let check = |client: &mut Client, when: &str| {
-        let mut with_trips = 0;
+    let csv = paired_trips_csv(&mut rng, 4000);
+    let areas: Vec<String> = (0..40).map(|_| paired_area(&mut rng)).collect();
+    let windows = [None, Some(("2018-01-08", "2018-01-15")), Some(("2018-01-03 12:00", "2018-01-16"))];
+    let answers = |db: &TestDb, when: &str| {
+        let mut client = db.client();
+        let mut out = Vec::new();
         for area in &areas {
             for by in ["both", "either"] {
                 for window in windows {
                     let (ours, plain) = (
-                        weekly_avg(client, area, by, window),
-                        plain_avg(client, area, by, window),
+                        weekly_avg(&mut client, area, by, window),
+                        plain_avg(&mut client, area, by, window),
                     );
                     assert!(
                         (ours - plain).abs() <= 1e-9 * plain.max(1.0),
                         "{when}: {area} by {by} over {window:?}: weekly_avg {ours}, plain SQL {plain}"
                     );
-                    with_trips += usize::from(plain > 0.0);
-                }
-                for window in [None, windows[1]] {
-                    assert_eq!(
-                        weekly_counts(client, area, by, window),
-                        plain_weeks(client, area, by, window),
-                        "{when}: {area} by {by} over {window:?}: weekly_counts against the plain SQL"
-                    );
+                    out.push(ours);
                 }
             }
         }
-        assert!(
-            with_trips > 480,
-            "{when}: only {with_trips} of 640 answers hold trips"
-        );
+        assert!(out.iter().filter(|v| **v > 0.0).count() > 150, "{when}: too few areas with trips");
+        out
     };
-    check(&mut client, "as loaded");
+    let (one, many) = one_file_and_many("weekly_pairs", &csv, 20);
+    let expected = answers(&one, "one file");
+    assert_eq!(answers(&many, "twenty files"), expected);
+    many.trips(&["compact"]).ok();
+    assert_eq!(answers(&many, "twenty files, merged"), expected);
+}
 
-    // Compaction merges each pair's rows of a job into one, exactly the row the migration computes from
-    // the trips (read by the checks after the migration below).
-    let run = db.trips(&["compact"]).ok();
-    assert!(run.stderr.contains("job 2: compacted"), "{}", run.stderr);
-    assert_eq!(pairs_in_several_rows(&db), 0, "pairs compacted");
-    assert_eq!(
+/// The tables of the store: every piece's, and no other.
+fn piece_tables(db: &TestDb) -> (i64, i64) {
+    (
+        db.count("SELECT count(*) FROM trip_pieces"),
         db.count(
-            "SELECT count(*) FROM trip_area_pairs p
-               FULL JOIN trip_area_pair_days() d USING (job_id, ocx, ocy, dcx, dcy)
-              WHERE p.days IS DISTINCT FROM d.days OR p.trips_to_day IS DISTINCT FROM d.trips_to_day
-                 OR p.trips IS DISTINCT FROM d.trips_to_day[cardinality(d.trips_to_day)]"
+            "SELECT count(*) FROM pg_class
+              WHERE relkind = 'r' AND relname ~ '^(new_)?(trip_rows|trip_cells|trip_group_counts)_j'",
         ),
-        0,
-        "pairs compacted"
-    );
+    )
+}
 
-    // A database from before db/016: no pairs, destination rows without their origins (nor db/025's
-    // lon_by_lat or db/026's other ends in order, which db/016's rebuild does not write). The migrations
-    // rebuild them from the trips.
-    client
-        .batch_execute(
-            "DELETE FROM schema_migrations WHERE version IN (16, 25, 26, 28);
-             DROP TABLE trip_area_pairs;
-             DROP FUNCTION trip_area_both;
-             ALTER TABLE trip_area_points DROP COLUMN lon_by_lat,
-                                          DROP COLUMN other_lon_sorted, DROP COLUMN other_lat_by_other_lon;
-             UPDATE trip_area_points SET other_lon = NULL, other_lat = NULL WHERE side = 2;",
-        )
-        .unwrap();
-    client.batch_execute(BEFORE_DB_028).unwrap();
-    let run = db.trips(&["migrate"]).ok();
-    assert!(
-        run.stderr.contains("applied db/016_area_pairs.sql")
-            && run
-                .stderr
-                .contains("applied db/025_area_points_by_latitude.sql")
-            && run
-                .stderr
-                .contains("applied db/026_area_points_other_ends_by_longitude.sql"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(
-        rows_out_of_order(&db),
-        0,
-        "rows rebuilt by db/016, db/025 and db/026"
-    );
-    assert_eq!(
-        db.count("SELECT count(*) FROM trip_area_points WHERE side = 2 AND other_lon IS NULL"),
-        0
-    );
-    assert_eq!(pairs_unlike_their_trips(&db), 0, "pairs as migrated");
+#[test]
+fn a_merge_killed_at_any_moment_changes_nothing_and_readers_are_not_held_up() {
+    let db = TestDb::new("weekly_merge_kill");
+    let mut rng = Rng(0x5eed_1234_abcd_0008);
+    let csv = trips_csv(&mut rng, 20_000);
+    let parts = split_csv(&db, &csv, 20);
+    let mut args = vec!["ingest", "--no-compact"];
+    args.extend(parts.iter().map(String::as_str));
+    db.trips(&args).ok();
+    let areas: Vec<String> = (0..12).map(|_| area(&mut rng)).collect();
+    let answers = |client: &mut Client| -> Vec<f64> {
+        areas
+            .iter()
+            .flat_map(|a| BY.map(|by| (a, by)))
+            .map(|(a, by)| weekly_avg(client, a, by, Some(("2017-12-04", "2018-01-29"))))
+            .collect()
+    };
     let mut client = db.client();
-    check(&mut client, "after db/016 rebuilt the cells");
-    client
-        .batch_execute("SELECT rebuild_area_counts()")
-        .unwrap();
-    assert_eq!(pairs_unlike_their_trips(&db), 0, "pairs rebuilt");
-}
+    let expected = answers(&mut client);
+    assert_eq!(
+        expected,
+        areas.iter().flat_map(|a| BY.map(|by| (a, by)))
+            .map(|(a, by)| plain_avg(&mut client, a, by, Some(("2017-12-04", "2018-01-29"))))
+            .collect::<Vec<_>>()
+    );
+    let before = pieces(&db);
+    assert_eq!(piece_tables(&db), (60, 60));
 
-/// Pairs of cells whose trips, days or trips up to each day differ from what their trips give (db/030).
-/// A pair may have several rows in one job, one per send of the loader's points (db/031): its trips per
-/// day are what the rows' days and trips up to each add up to. Rows whose days are not ascending, whose
-/// trips up to a day do not grow, or whose trips are not their trips up to the last day count too.
-fn pairs_unlike_their_trips(db: &TestDb) -> i64 {
-    db.count(
-        "WITH loaded AS (
-             SELECT p.job_id, p.ocx, p.ocy, p.dcx, p.dcy, d.day,
-                    sum(d.to_day - coalesce(p.trips_to_day[d.i - 1], 0)) AS trips
-               FROM trip_area_pairs p
-              CROSS JOIN LATERAL unnest(p.days, p.trips_to_day) WITH ORDINALITY AS d(day, to_day, i)
-              GROUP BY 1, 2, 3, 4, 5, 6
-         ), from_trips AS (
-             SELECT t.job_id, floor(t.origin_lon / 1e5)::int AS ocx, floor(t.origin_lat / 1e5)::int AS ocy,
-                    floor(t.dest_lon / 1e5)::int AS dcx, floor(t.dest_lat / 1e5)::int AS dcy,
-                    (t.departed_at::date - date '2000-01-01') AS day, count(*) AS trips
-               FROM trip_rows t
-              GROUP BY 1, 2, 3, 4, 5, 6
-         )
-         SELECT (SELECT count(*) FROM loaded l FULL JOIN from_trips f USING (job_id, ocx, ocy, dcx, dcy, day)
-                  WHERE l.trips IS DISTINCT FROM f.trips)
-              + (SELECT count(*) FROM trip_area_pairs p
-                  WHERE cardinality(p.days) = 0 OR cardinality(p.days) <> cardinality(p.trips_to_day)
-                     OR p.trips <> p.trips_to_day[cardinality(p.trips_to_day)]
-                     OR EXISTS (SELECT FROM generate_subscripts(p.days, 1) i
-                                 WHERE i > 1 AND (p.days[i] <= p.days[i - 1]
-                                                  OR p.trips_to_day[i] <= p.trips_to_day[i - 1])))",
-    )
-}
+    // Killed while it builds or swaps, at several moments: nothing changes.
+    for delay_ms in [5, 40, 120, 250] {
+        let mut merge = db.command(&["compact"]).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        merge.kill().unwrap();
+        merge.wait().unwrap();
+        // The server notices the lost client at its next read or write; wait for the merge's backend.
+        for _ in 0..100 {
+            if db.count("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%trip_merge_step%' AND pid <> pg_backend_pid()") == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let now = pieces(&db);
+        if now != before {
+            // The kill came after some merges committed: each committed merge is whole.
+            assert_eq!(now.iter().map(|p| p.split(',').next().unwrap().to_string()).collect::<std::collections::BTreeSet<_>>().len(), 3);
+        }
+        let (catalogued, tables) = piece_tables(&db);
+        assert_eq!(catalogued, tables, "after a kill at {delay_ms} ms: a table for every piece, and no other");
+        assert_eq!(answers(&mut client), expected, "after a kill at {delay_ms} ms");
+    }
 
-/// (job, pair of cells) with more than one row.
-fn pairs_in_several_rows(db: &TestDb) -> i64 {
-    db.count(
-        "SELECT count(*) FROM (SELECT FROM trip_area_pairs
-                                GROUP BY job_id, ocx, ocy, dcx, dcy HAVING count(*) > 1) AS p",
-    )
+    // Killed while it waits to swap: a reader's open transaction holds the tables, so the swap waits (and
+    // waits at most 50 ms at a time, then lets the readers behind it through); the build is thrown away whole.
+    let mut holder = db.client();
+    let mut reading = holder.transaction().unwrap();
+    for table in ["trip_rows", "trip_cells", "trip_group_counts"] {
+        reading.query_one(&format!("SELECT count(*) FROM {table}"), &[]).unwrap();
+    }
+    let settled = pieces(&db);
+    let mut merge = db.command(&["compact"]).spawn().unwrap();
+    let started = std::time::Instant::now();
+    let mut reader = db.client();
+    let mut slowest = std::time::Duration::ZERO;
+    let mut asked_count = 0;
+    while started.elapsed() < std::time::Duration::from_secs(2) {
+        for (k, by) in BY.iter().enumerate() {
+            let asked = std::time::Instant::now();
+            let answer = weekly_avg(&mut reader, &areas[0], by, Some(("2017-12-04", "2018-01-29")));
+            slowest = slowest.max(asked.elapsed());
+            assert_eq!(answer, expected[k], "a reader during a waiting merge");
+            asked_count += 1;
+        }
+    }
+    assert!(asked_count > 20, "only {asked_count} answers in 2 s");
+    assert!(slowest < std::time::Duration::from_millis(500), "a reader waited {slowest:?}");
+    merge.kill().unwrap();
+    merge.wait().unwrap();
+    // The server stops the merge of a client that is gone (within 100 ms), even while it waits.
+    for _ in 0..40 {
+        if db.count("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%trip_merge_step%' AND pid <> pg_backend_pid()") == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    reading.rollback().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(pieces(&db), settled);
+    let (catalogued, tables) = piece_tables(&db);
+    assert_eq!(catalogued, tables);
+
+    // The next merge completes, while readers go on reading.
+    let mut merge = db.command(&["compact"]).spawn().unwrap();
+    while merge.try_wait().unwrap().is_none() {
+        assert_eq!(answers(&mut reader), expected, "a reader during a merge");
+    }
+    assert!(merge.wait().unwrap().success());
+    assert!(pieces(&db).len() < before.len() / 2, "{:?}", pieces(&db));
+    assert_eq!(answers(&mut client), expected);
+    let (catalogued, tables) = piece_tables(&db);
+    assert_eq!(catalogued, tables);
 }
 
 /// weekly_avg of `area` by `by` over all time equals the plain SQL's.
@@ -1265,20 +976,10 @@ fn polygons_count_points_on_and_beside_slanted_edges_exactly() {
         }
     }
     let file = db.file("a.csv", csv);
-    // Sent in several parts, then compacted by the loader once the job is done (db/022).
-    let run = db.trips(&["ingest", "--tally-limit", "800", &file]).ok();
-    assert!(
-        run.stderr
-            .contains("job 1: compacted the area points from "),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(cells_in_several_rows(&db), 0, "one row per cell");
+    // Tallies sent in several parts.
+    db.trips(&["ingest", "--tally-limit", "800", &file]).ok();
     let mut client = db.client();
-    // The count of one-edge cells below calls db/024's cells directly, outside trip_area_count and its
-    // `SET jit = off`: its row estimates would have it JIT-compiled, which takes seconds per call.
-    client.batch_execute("SET jit = off").unwrap();
-    let (mut one_edge_cells, mut on_edges) = (0, 0);
+    let mut on_edges = 0;
     for t in &triangles {
         let area = format!("SRID=4326;POLYGON({})", ring(t));
         for by in BY {
@@ -1305,18 +1006,14 @@ fn polygons_count_points_on_and_beside_slanted_edges_exactly() {
         for by in BY {
             assert_equals_plain(&mut client, &holed, by);
         }
-        // The cut cells crossed by one edge (db/024), counted by sides of it, and the trips on the edges.
-        let row = client
+        on_edges += client
             .query_one(
-                "SELECT (SELECT count(*) FROM trip_area_polygon_cells(a, 1::smallint) AS c
-                          WHERE NOT c.inside AND c.dx IS NOT NULL),
-                        (SELECT count(*) FROM trips t WHERE ST_Intersects(ST_Boundary(a), t.origin))
-                   FROM ST_GeomFromEWKT($1) AS a",
+                "SELECT count(*) FROM trips t, ST_GeomFromEWKT($1) AS a
+                  WHERE ST_Intersects(ST_Boundary(a), t.origin)",
                 &[&area],
             )
-            .unwrap();
-        one_edge_cells += row.get::<_, i64>(0);
-        on_edges += row.get::<_, i64>(1);
+            .unwrap()
+            .get::<_, i64>(0);
     }
     // A collection of a triangle and a line: a cell the line alone crosses is not split in two by it.
     let t = &triangles[0];
@@ -1328,13 +1025,8 @@ fn polygons_count_points_on_and_beside_slanted_edges_exactly() {
         deg(t[0].0 + 30_000),
         deg(t[0].1 + 30_500)
     );
-    // By both, it keeps db/021's function (trip_collection_both since db/027).
     for by in BY {
         assert_equals_plain(&mut client, &area, by);
     }
-    assert!(
-        one_edge_cells > 100,
-        "only {one_edge_cells} cut cells are crossed by one edge"
-    );
     assert!(on_edges > 300, "only {on_edges} origins lie on an edge");
 }
