@@ -49,7 +49,7 @@ fresh_db() {
     DATABASE_URL=$(db_url "$1") "${2:-$TRIPS}" migrate 2>/dev/null
 }
 
-# ogr2ogr_load DB CSV: GDAL's ogr2ogr from a trips CSV into table ogr_trips (a baseline of ingest.sh and run.sh).
+# ogr2ogr_load DB CSV: GDAL's ogr2ogr from a trips CSV into table ogr_trips (a baseline of run.sh).
 ogr2ogr_load() {
     ogr2ogr -f PostgreSQL "PG:host=127.0.0.1 port=$PORT user=trips dbname=$1" "$2" \
         -nln ogr_trips -oo GEOM_POSSIBLE_NAMES=origin_coord,destination_coord -oo KEEP_GEOM_COLUMNS=NO \

@@ -1,38 +1,47 @@
 #!/usr/bin/env bash
-# Proof of scale: for each size N, in one run on the local cluster (settings: README.md, "The local cluster"):
+# The store's budget, all axes in one run, on the local cluster (settings: README.md, "The local cluster").
+# For each size N and each shape (--spread: dense, the generator's hot spots; wide, half of the trip ends
+# spread over 2 x 2 degrees: sparse data; both over three years), the same N trips are:
 #
-#   ingest     `trips gen | trips ingest -` into a fresh database, parse to commit with every rollup and
-#              aggregate up to date; beside it, on the same rows: the ceiling (server-side binary COPY of
-#              the loaded rows into a bare table created in the same transaction), `trips gen | psql \copy`
-#              into a bare geometry table, and GDAL ogr2ogr from a CSV file (N <= 2M only; it is slow).
-#              `trips gen > /dev/null` alone says what the generator costs both piped runs.
+#   one file   `trips gen | trips ingest -` into a fresh database: parse to commit, every answer up to
+#              date. Beside it, on the same rows: the ceiling (server-side binary COPY of the loaded rows,
+#              pre-encoded, into a bare table created in the same transaction), `trips gen | psql \copy`
+#              into a bare geometry table, and GDAL ogr2ogr from a CSV file (N <= 2M: it is slow).
+#   F files    (--files F, for each F given) the same trips cut into F files, loaded by one `trips ingest`
+#              into a fresh database; the loader merges after each file, as it does by default.
+#
+# and each database is then measured the same way:
 #   memory     the loader's peak resident set (/usr/bin/time).
-#   storage    bytes per trip: the trips (heap, indexes), the aggregates (heap, indexes), total.
-#   queries    weekly_avg on AREAS random areas (examples/weekly_avg_bench.rs; the first PLAIN also with
-#              the plain SQL over `trips`, which must give the same number), weekly_avg_region per region,
-#              `trips groups --top 20` (rollup summed, then from the refreshed snapshot), and the two
-#              queries.sql questions; each beside the plain SQL for the same answer.
-#   more       1M more trips into the loaded database, and the same 1M into an empty one.
+#   storage    bytes per trip: the trips (heap and indexes), the tallies, the trip_groups snapshot, total.
+#   latency    weekly_avg on AREAS areas (examples/weekly_avg_bench.rs: boxes 100 m to 100 km and polygons,
+#              every `by`), over the default window and over a 4-week window; the first PLAIN of each also
+#              with the plain SQL over `trips`, which must give the same number. The areas are chosen from
+#              the trips by their values, so every arrival of the same trips is asked the same questions.
+#   other      weekly_avg_region per region, the two queries.sql questions, `trips groups --top 20` with a
+#              stale snapshot and after refresh_trip_groups(), and a 1000-trip file into the loaded database.
 #
-# Usage: benchmarks/run.sh [--rows N]... [--areas A] [--plain P]   (default: --rows 1000000 --rows 10000000,
-#        300 areas, 20 of them with the plain SQL; at N >= 50M the plain SQL is run on 8 areas only: each
-#        scans every trip)
-# Output: benchmarks/results/<date>-<host>/scale/: raw.csv (size,metric,method,run,value), latency-N.csv,
-#         environment.txt, summary.md and plots (PNG), written by benchmarks/report.py.
+# Usage: benchmarks/run.sh [--rows N]... [--spread S]... [--files F]... [--areas A] [--plain P]
+#        (defaults: --rows 10000000 --spread dense --spread wide --files 100 --files 2000 --areas 300
+#        --plain 20; at N >= 50M the plain SQL runs on 8 areas only, each scans every trip)
+# Output: benchmarks/results/<date>-<host>/store/: raw.csv (case,metric,method,run,value), latency-*.csv,
+#         environment.txt, summary.md and plots, written by benchmarks/report.py.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-SIZES=() AREAS=300 PLAIN=20
+SIZES=() SPREADS=() FILES=() AREAS=300 PLAIN=20
 while [ $# -gt 0 ]; do
     case $1 in
         --rows) SIZES+=("$2"); shift 2 ;;
+        --spread) SPREADS+=("$2"); shift 2 ;;
+        --files) FILES+=("$2"); shift 2 ;;
         --areas) AREAS=$2; shift 2 ;;
         --plain) PLAIN=$2; shift 2 ;;
-        *) log "unknown argument $1 (usage: benchmarks/run.sh [--rows N]... [--areas A] [--plain P])"; exit 2 ;;
+        *) log "unknown argument $1 (see the header of benchmarks/run.sh)"; exit 2 ;;
     esac
 done
-[ ${#SIZES[@]} -gt 0 ] || SIZES=(1000000 10000000)
+[ ${#SIZES[@]} -gt 0 ] || SIZES=(10000000)
+[ ${#SPREADS[@]} -gt 0 ] || SPREADS=(dense wide)
+[ ${#FILES[@]} -gt 0 ] || FILES=(100 2000)
 
-# The baselines' and the report's tools.
 missing=()
 command -v ogr2ogr >/dev/null || missing+=(gdal-bin)
 [ -x /usr/bin/time ] || missing+=(time)
@@ -42,140 +51,152 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install --quiet matplotlib
 
-DB=trips_scale EMPTY=trips_scale_empty
+DB=trips_store
 bench_start --example weekly_avg_bench
 trap bench_cleanup EXIT
-results_dir scale
+results_dir store
 export DATABASE_URL=$(db_url "$DB")
 q() { psql_at "$PORT" "$DB" -tAc "$1"; }
 RAW=$OUT/raw.csv
-echo "size,metric,method,run,value" >"$RAW"
-record() { echo "$1,$2,$3,$4,$5" >>"$RAW"; log "  $2 $3 run $4: $5"; }
-
+echo "case,metric,method,run,value" >"$RAW"
+record() { echo "$1,$2,$3,$4,$5" >>"$RAW"; log "  $1 $2 $3 run $4: $5"; }
 elapsed_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) * 1000 }'; }
 
-# time_sql SIZE LABEL REPS SQL: the server round trip of SQL as psql's \timing sees it, REPS times.
+# time_sql CASE LABEL REPS SQL: the server round trip of SQL as psql's \timing sees it, REPS times.
 time_sql() {
-    local n=$1 label=$2 reps=$3 sql=${4%;} i=0
+    local c=$1 label=$2 reps=$3 sql=${4%;} i=0
     { echo '\timing on'; for _ in $(seq "$reps"); do printf '%s;\n' "$sql"; done; } |
         psql_at "$PORT" "$DB" -o /dev/null | awk '/^Time:/ {print $2}' |
-        while read -r ms; do i=$((i + 1)); record "$n" query_ms "$label" "$i" "$ms"; done
+        while read -r ms; do i=$((i + 1)); record "$c" query_ms "$label" "$i" "$ms"; done
 }
 
-# The sizes of the database's relations, in bytes: the trips (every partition of trip_rows) and the
-# aggregates (group tally partitions, area pyramid, trip_groups snapshot, region/datasource stats).
+# Bytes of what the store holds, by part; every relation of the database but the catalog and PostGIS's.
 storage() {
-    local n=$1
+    local c=$1
     q "WITH rel AS (
-           SELECT CASE WHEN c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'trip_rows'::regclass)
-                       THEN 'trips' ELSE 'aggregates' END AS part,
+           SELECT CASE WHEN p.relname = 'trip_rows' THEN 'trips'
+                       WHEN p.relname IN ('trip_cells', 'trip_group_counts') THEN p.relname
+                       WHEN c.relname IN ('trip_groups') THEN 'trip_groups'
+                       ELSE 'other' END AS part,
                   pg_table_size(c.oid) AS heap, pg_indexes_size(c.oid) AS indexes
              FROM pg_class c
-            WHERE c.relkind IN ('r', 'm')
-              AND (c.oid IN (SELECT inhrelid FROM pg_inherits
-                              WHERE inhparent IN ('trip_rows'::regclass, 'trip_group_counts'::regclass))
-                   OR c.relname IN ('trip_area_counts', 'trip_area_points', 'trip_groups',
-                                    'region_datasource_stats')))
+             JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+             LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
+             LEFT JOIN pg_class p ON p.oid = i.inhparent
+            WHERE c.relkind IN ('r', 'm') AND c.relname NOT IN ('spatial_ref_sys', 'bare', 'ceiling'))
        SELECT part || '_heap,' || sum(heap) FROM rel GROUP BY part
        UNION ALL SELECT part || '_indexes,' || sum(indexes) FROM rel GROUP BY part
        UNION ALL SELECT 'total,' || sum(heap + indexes) FROM rel" |
-        while IFS=, read -r what bytes; do record "$n" bytes "$what" 1 "$bytes"; done
+        while IFS=, read -r what bytes; do record "$c" bytes "$what" 1 "$bytes"; done
+    record "$c" pieces trip_rows 1 "$(q "SELECT count(*) FROM trip_pieces WHERE parent = 'trip_rows'")"
+    record "$c" pieces trip_cells 1 "$(q "SELECT count(*) FROM trip_pieces WHERE parent = 'trip_cells'")"
+    record "$c" groups trip_group_counts_rows 1 "$(q "SELECT count(*) FROM trip_group_counts")"
+}
+
+# measure CASE N PLAIN: everything but the ingest, on the database as loaded.
+measure() {
+    local c=$1 n=$2 plain=$3
+    [ "$(q 'SELECT count(*) FROM trip_rows')" = "$n" ] || { log "$c: $(q 'SELECT count(*) FROM trip_rows') rows, not $n"; exit 1; }
+    q "ANALYZE" >/dev/null
+    storage "$c"
+    "$REPO/target/release/examples/weekly_avg_bench" "$DATABASE_URL" "$AREAS" "$plain" 7 warm \
+        >"$OUT/latency-$c.csv" 2>"$OUT/mismatches-$c.txt"
+    "$REPO/target/release/examples/weekly_avg_bench" "$DATABASE_URL" "$AREAS" "$plain" 7 warm \
+        since=2017-03-06 until=2017-04-03 >"$OUT/latency-$c-4weeks.csv" 2>"$OUT/mismatches-$c-4weeks.txt"
+    q "SELECT quote_literal(name) FROM regions ORDER BY name" | while IFS= read -r region; do
+        time_sql "$c" weekly_avg_region 5 "SELECT weekly_avg_region($region)"
+    done
+    time_sql "$c" queries_q1 5 "$(awk '/^WITH top_regions/,/LIMIT 1;/' queries.sql | head -n 12)"
+    time_sql "$c" queries_q2 5 "$(awk '/^SELECT region, trips, first_departure/,/ORDER BY region;/' queries.sql)"
+    t0=$(now); "$TRIPS" groups --top 20 >/dev/null; t1=$(now)   # the snapshot is stale: sums the tally
+    record "$c" query_ms groups_top20_stale 1 "$(elapsed_ms "$t0" "$t1")"
+    t0=$(now); q "SELECT refresh_trip_groups()" >/dev/null; t1=$(now)
+    record "$c" maintenance_seconds refresh_trip_groups 1 "$(elapsed "$t0" "$t1")"
+    record "$c" bytes trip_groups_snapshot 1 "$(q "SELECT pg_total_relation_size('trip_groups')")"
+    for run in 1 2 3; do
+        t0=$(now); "$TRIPS" groups --top 20 >/dev/null; t1=$(now)
+        record "$c" query_ms groups_top20_snapshot "$run" "$(elapsed_ms "$t0" "$t1")"
+    done
+    "$TRIPS" gen --rows 1000 --seed 99 >"$WORK/small.csv"
+    for run in 1 2 3 4 5; do
+        t0=$(now); "$TRIPS" ingest --force --progress-secs 0 "$WORK/small.csv" 2>/dev/null; t1=$(now)
+        record "$c" small_file_seconds trips "$run" "$(elapsed "$t0" "$t1")"
+    done
 }
 
 for n in "${SIZES[@]}"; do
-    log "== $n trips"
     plain=$PLAIN
     [ "$n" -ge 50000000 ] && [ "$plain" -gt 8 ] && plain=8
-
-    log "ingest: trips gen | trips ingest -"
-    fresh_db "$DB"
-    sync
-    t0=$(now)
-    "$TRIPS" gen --rows "$n" --seed 42 |
-        /usr/bin/time -f %M -o "$WORK/rss" "$TRIPS" ingest --progress-secs 0 - 2>"$WORK/ingest.log"
-    t1=$(now)
-    record "$n" ingest_seconds trips 1 "$(elapsed "$t0" "$t1")"
-    record "$n" loader_peak_rss_kb trips 1 "$(cat "$WORK/rss")"
-    [ "$(q 'SELECT count(*) FROM trip_rows')" = "$n" ] || { log "loaded $(q 'SELECT count(*) FROM trip_rows') rows, not $n"; exit 1; }
-
-    t0=$(now); "$TRIPS" gen --rows "$n" --seed 42 >/dev/null; t1=$(now)
-    record "$n" ingest_seconds gen_only 1 "$(elapsed "$t0" "$t1")"
-
-    log "ceiling: server-side binary COPY of the same rows"
-    q "COPY (SELECT * FROM trip_rows) TO '$WORK/rows.bin' (FORMAT binary)"
-    sync
-    t0=$(now)
-    q "BEGIN; CREATE TABLE ceiling (LIKE trip_rows); COPY ceiling FROM '$WORK/rows.bin' (FORMAT binary, FREEZE); COMMIT;" >/dev/null
-    t1=$(now)
-    record "$n" ingest_seconds ceiling 1 "$(elapsed "$t0" "$t1")"
-    q "DROP TABLE ceiling"
-    rm -f "$WORK/rows.bin"
-
-    log "psql_copy: trips gen | psql \\copy into a bare geometry table"
-    q "CREATE TABLE bare (region text, origin geometry, destination geometry, datetime timestamp, datasource text)"
-    sync
-    t0=$(now)
-    "$TRIPS" gen --rows "$n" --seed 42 |
-        psql_at "$PORT" "$DB" -c "\\copy bare FROM STDIN WITH (FORMAT csv, HEADER true)"
-    t1=$(now)
-    record "$n" ingest_seconds psql_copy 1 "$(elapsed "$t0" "$t1")"
-    record "$n" bytes psql_copy_table 1 "$(q "SELECT pg_total_relation_size('bare')")"
-    q "DROP TABLE bare"
-
-    if [ "$n" -le 2000000 ]; then
-        log "ogr2ogr from a CSV file"
-        "$TRIPS" gen --rows "$n" --seed 42 >"$WORK/trips.csv"
-        sync
+    for spread in "${SPREADS[@]}"; do
+        gen() { "$TRIPS" gen --rows "$n" --seed 42 --spread "$spread"; }
+        c="$spread-$n-1"
+        log "== $c: $n trips, $spread, one file"
+        fresh_db "$DB"
+        settle
         t0=$(now)
-        ogr2ogr_load "$DB" "$WORK/trips.csv"
+        gen | /usr/bin/time -f %M -o "$WORK/rss" "$TRIPS" ingest --progress-secs 0 - 2>"$WORK/ingest.log"
         t1=$(now)
-        record "$n" ingest_seconds ogr2ogr 1 "$(elapsed "$t0" "$t1")"
-        q "DROP TABLE ogr_trips"
-        rm -f "$WORK/trips.csv"
-    fi
+        record "$c" ingest_seconds trips 1 "$(elapsed "$t0" "$t1")"
+        record "$c" loader_peak_rss_kb trips 1 "$(cat "$WORK/rss")"
+        t0=$(now); gen >/dev/null; t1=$(now)
+        record "$c" ingest_seconds gen_only 1 "$(elapsed "$t0" "$t1")"
 
-    log "maintenance and storage"
-    t0=$(now); q "VACUUM ANALYZE" >/dev/null; t1=$(now)
-    record "$n" maintenance_seconds vacuum_analyze 1 "$(elapsed "$t0" "$t1")"
+        log "ceiling: server-side binary COPY of the same rows"
+        q "COPY (SELECT * FROM trip_rows) TO '$WORK/rows.bin' (FORMAT binary)"
+        settle
+        t0=$(now)
+        q "BEGIN; CREATE TABLE ceiling (LIKE trip_rows); COPY ceiling FROM '$WORK/rows.bin' (FORMAT binary, FREEZE); COMMIT;" >/dev/null
+        t1=$(now)
+        record "$c" ingest_seconds ceiling 1 "$(elapsed "$t0" "$t1")"
+        q "DROP TABLE ceiling"
+        rm -f "$WORK/rows.bin"
 
-    log "queries"
-    t0=$(now); "$TRIPS" groups --top 20 >/dev/null; t1=$(now)   # the snapshot is stale: sums the rollup
-    record "$n" query_ms groups_top20_rollup 1 "$(elapsed_ms "$t0" "$t1")"
-    t0=$(now); q "SELECT refresh_trip_groups()" >/dev/null; t1=$(now)
-    record "$n" maintenance_seconds refresh_trip_groups 1 "$(elapsed "$t0" "$t1")"
-    storage "$n"
-    for run in $(seq 10); do
-        t0=$(now); "$TRIPS" groups --top 20 >/dev/null; t1=$(now)
-        record "$n" query_ms groups_top20_snapshot "$run" "$(elapsed_ms "$t0" "$t1")"
+        log "psql \\copy into a bare geometry table"
+        q "CREATE TABLE bare (region text, origin geometry, destination geometry, datetime timestamp, datasource text)"
+        settle
+        t0=$(now)
+        gen | psql_at "$PORT" "$DB" -c "\\copy bare FROM STDIN WITH (FORMAT csv, HEADER true)"
+        t1=$(now)
+        record "$c" ingest_seconds psql_copy 1 "$(elapsed "$t0" "$t1")"
+        record "$c" bytes psql_copy_table 1 "$(q "SELECT pg_total_relation_size('bare')")"
+        q "DROP TABLE bare"
+        if [ "$n" -le 2000000 ]; then
+            log "ogr2ogr from a CSV file"
+            gen >"$WORK/trips.csv"
+            settle
+            t0=$(now); ogr2ogr_load "$DB" "$WORK/trips.csv"; t1=$(now)
+            record "$c" ingest_seconds ogr2ogr 1 "$(elapsed "$t0" "$t1")"
+            q "DROP TABLE ogr_trips"
+            rm -f "$WORK/trips.csv"
+        fi
+        measure "$c" "$n" "$plain"
+
+        for f in "${FILES[@]}"; do
+            c="$spread-$n-$f"
+            log "== $c: the same trips as $f files"
+            mkdir -p "$WORK/parts"
+            gen | tail -n +2 | split -n "l/$f" -d -a 5 - "$WORK/parts/p"
+            for p in "$WORK"/parts/p*; do
+                { echo "region,origin_coord,destination_coord,datetime,datasource"; cat "$p"; } >"$p.csv"
+                rm "$p"
+            done
+            fresh_db "$DB"
+            settle
+            t0=$(now)
+            /usr/bin/time -f %M -o "$WORK/rss" "$TRIPS" ingest --progress-secs 0 "$WORK"/parts/p*.csv \
+                2>"$WORK/ingest.log"
+            t1=$(now)
+            record "$c" ingest_seconds trips 1 "$(elapsed "$t0" "$t1")"
+            record "$c" loader_peak_rss_kb trips 1 "$(cat "$WORK/rss")"
+            record "$c" merges trips 1 "$(grep -c '^merged ' "$WORK/ingest.log" || true)"
+            rm -rf "$WORK/parts"
+            measure "$c" "$n" "$plain"
+        done
     done
-    "$REPO/target/release/examples/weekly_avg_bench" "$DATABASE_URL" "$AREAS" "$plain" 7 \
-        >"$OUT/latency-$n.csv" 2>"$OUT/mismatches-$n.txt"
-    q "SELECT quote_literal(name) FROM regions ORDER BY name" | while IFS= read -r region; do
-        time_sql "$n" weekly_avg_region 10 "SELECT weekly_avg_region($region)"
-        time_sql "$n" weekly_avg_region_plain 1 \
-            "SELECT count(*) / (SELECT weeks FROM trip_window(NULL, NULL)) FROM trips WHERE region = $region"
-    done
-    # The queries.sql questions (the first statement of each), and their plain versions from its comments.
-    time_sql "$n" queries_q1 10 "$(awk '/^WITH top_regions/,/LIMIT 1;/' queries.sql | head -n 12)"
-    time_sql "$n" queries_q1_plain 1 "$(awk '/^-- WITH top_regions AS \($/,/LIMIT 1;/' queries.sql | head -n 7 | sed 's/^-- //')"
-    time_sql "$n" queries_q2 10 "$(awk '/^SELECT region, trips, first_departure/,/ORDER BY region;/' queries.sql)"
-    time_sql "$n" queries_q2_plain 1 "$(awk '/^-- SELECT region, count\(\*\) AS trips/,/GROUP BY region/' queries.sql | sed 's/^-- //')"
-
-    log "1M more trips: into the loaded database, then into an empty one"
-    "$TRIPS" gen --rows 1000000 --seed 7 >"$WORK/more.csv"
-    sync
-    t0=$(now); "$TRIPS" ingest --progress-secs 0 "$WORK/more.csv" 2>/dev/null; t1=$(now)
-    record "$n" more_1M_seconds into_loaded 1 "$(elapsed "$t0" "$t1")"
-    fresh_db "$EMPTY"
-    sync
-    t0=$(now); DATABASE_URL=$(db_url "$EMPTY") "$TRIPS" ingest --progress-secs 0 "$WORK/more.csv" 2>/dev/null; t1=$(now)
-    record "$n" more_1M_seconds into_empty 1 "$(elapsed "$t0" "$t1")"
-    rm -f "$WORK/more.csv"
-    psql_at "$PORT" postgres -c "DROP DATABASE $EMPTY WITH (FORCE)"
 done
 
 {
-    echo "command: benchmarks/run.sh$(printf ' --rows %s' "${SIZES[@]}") --areas $AREAS --plain $PLAIN"
+    echo "command: benchmarks/run.sh$(printf ' --rows %s' "${SIZES[@]}")$(printf ' --spread %s' "${SPREADS[@]}")$(printf ' --files %s' "${FILES[@]}") --areas $AREAS --plain $PLAIN"
     echo "commit: $COMMIT"
     echo "date: $(date -u +%FT%TZ)"
     echo "server: $(q 'SELECT version()')"
