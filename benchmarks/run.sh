@@ -175,7 +175,9 @@ for n in "${SIZES[@]}"; do
             c="$spread-$n-$f"
             log "== $c: the same trips as $f files"
             mkdir -p "$WORK/parts"
-            gen | tail -n +2 | split -n "l/$f" -d -a 5 - "$WORK/parts/p"
+            gen | tail -n +2 >"$WORK/trips.csv"
+            split -n "l/$f" -d -a 5 "$WORK/trips.csv" "$WORK/parts/p"
+            rm "$WORK/trips.csv"
             for p in "$WORK"/parts/p*; do
                 { echo "region,origin_coord,destination_coord,datetime,datasource"; cat "$p"; } >"$p.csv"
                 rm "$p"
