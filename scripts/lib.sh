@@ -72,7 +72,7 @@ wal_level = minimal          # a table created and COPYed in one transaction the
 max_wal_senders = 0
 max_connections = 100
 # pg_cron: the scheduled refresh of trip_groups (README.md). postgis-3: loaded once by the postmaster, not by
-# each new session on its first PostGIS call (~15 ms here; benchmarks/session_start.sh).
+# each new session on its first PostGIS call (~15 ms here, measured by the pre-release benchmarks/session_start.sh, in git history).
 shared_preload_libraries = 'pg_cron,postgis-3'
 cron.database_name = '$cron_db'
 cron.use_background_workers = on
