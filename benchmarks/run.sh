@@ -22,12 +22,12 @@
 #
 # Usage: benchmarks/run.sh [--rows N]... [--spread S]... [--files F]... [--areas A] [--plain P]
 #        (defaults: --rows 10000000 --spread dense --spread wide --files 100 --files 2000 --areas 300
-#        --plain 20; at N >= 50M the plain SQL runs on 8 areas only, each scans every trip)
-# Output: benchmarks/results/<date>-<host>/store/: raw.csv (case,metric,method,run,value), latency-*.csv,
+#        --plain 20 --name store; at N >= 50M the plain SQL runs on 8 areas only, each scans every trip)
+# Output: benchmarks/results/<date>-<host>/<name>/: raw.csv (case,metric,method,run,value), latency-*.csv,
 #         environment.txt, summary.md and plots, written by benchmarks/report.py.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-SIZES=() SPREADS=() FILES=() AREAS=300 PLAIN=20
+SIZES=() SPREADS=() FILES=() AREAS=300 PLAIN=20 NAME=store
 while [ $# -gt 0 ]; do
     case $1 in
         --rows) SIZES+=("$2"); shift 2 ;;
@@ -35,6 +35,7 @@ while [ $# -gt 0 ]; do
         --files) FILES+=("$2"); shift 2 ;;
         --areas) AREAS=$2; shift 2 ;;
         --plain) PLAIN=$2; shift 2 ;;
+        --name) NAME=$2; shift 2 ;;
         *) log "unknown argument $1 (see the header of benchmarks/run.sh)"; exit 2 ;;
     esac
 done
@@ -54,7 +55,7 @@ python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install --quiet mat
 DB=trips_store
 bench_start --example weekly_avg_bench
 trap bench_cleanup EXIT
-results_dir store
+results_dir "$NAME"
 export DATABASE_URL=$(db_url "$DB")
 q() { psql_at "$PORT" "$DB" -tAc "$1"; }
 RAW=$OUT/raw.csv

@@ -47,8 +47,8 @@ CREATE TABLE trip_merge_policy (
 );
 INSERT INTO trip_merge_policy VALUES
     ('trip_rows', 10, 20000000),
-    ('trip_cells', 4, 9223372036854775807),
-    ('trip_group_counts', 4, 9223372036854775807);
+    ('trip_cells', 10, 9223372036854775807),
+    ('trip_group_counts', 10, 9223372036854775807);
 
 CREATE FUNCTION trip_piece_parents() RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $$ SELECT ARRAY['trip_rows', 'trip_cells', 'trip_group_counts'] $$;
