@@ -619,6 +619,17 @@ fn one_file_and_many(tag: &str, csv: &str, files: usize) -> (TestDb, TestDb) {
     (one, many)
 }
 
+/// Waits (up to `tries` x 50 ms) until no backend runs trip_merge_step: a killed `trips compact`'s merge has
+/// rolled back.
+fn wait_for_merge_backend(db: &TestDb, tries: usize) {
+    for _ in 0..tries {
+        if db.count("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%trip_merge_step%' AND pid <> pg_backend_pid()") == 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn pieces(db: &TestDb) -> Vec<String> {
     db.rows("SELECT parent, first_job, last_job, trips FROM trip_pieces ORDER BY 1, 2")
 }
@@ -794,13 +805,8 @@ fn a_merge_killed_at_any_moment_changes_nothing_and_readers_are_not_held_up() {
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         merge.kill().unwrap();
         merge.wait().unwrap();
-        // The server notices the lost client at its next read or write; wait for the merge's backend.
-        for _ in 0..100 {
-            if db.count("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%trip_merge_step%' AND pid <> pg_backend_pid()") == 0 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        // The server notices the lost client at its next read or write.
+        wait_for_merge_backend(&db, 100);
         let now = pieces(&db);
         if now != before {
             // The kill came after some merges committed: each committed merge is whole.
@@ -838,12 +844,7 @@ fn a_merge_killed_at_any_moment_changes_nothing_and_readers_are_not_held_up() {
     merge.kill().unwrap();
     merge.wait().unwrap();
     // The server stops the merge of a client that is gone (within 100 ms), even while it waits.
-    for _ in 0..40 {
-        if db.count("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%trip_merge_step%' AND pid <> pg_backend_pid()") == 0 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_merge_backend(&db, 40);
     reading.rollback().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(pieces(&db), settled);
