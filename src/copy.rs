@@ -200,6 +200,9 @@ mod tests {
         let weeks = 2 + 8 + 6 + 6 + 8 + 12;
         assert_eq!(&body[weeks + 12..weeks + 16], &INT4_OID.to_be_bytes());
         assert_eq!(&body[weeks + 28..weeks + 32], &(-3i32).to_be_bytes());
-        assert_eq!(&body[weeks + array + 28..weeks + array + 32], &4i32.to_be_bytes());
+        assert_eq!(
+            &body[weeks + array + 28..weeks + array + 32],
+            &4i32.to_be_bytes()
+        );
     }
 }

@@ -149,10 +149,8 @@ pub fn show(client: &mut Client, args: &GroupsArgs) -> Result<()> {
 /// Rebuilds the rollups from the trips and refreshes the trip_groups snapshot, in one transaction.
 pub fn refresh(client: &mut Client) -> Result<()> {
     let mut tx = client.transaction()?;
-    tx.batch_execute(
-        "SELECT rebuild_rollups(); SELECT refresh_trip_groups();",
-    )
-    .context("while rebuilding the rollups and trip_groups")?;
+    tx.batch_execute("SELECT rebuild_rollups(); SELECT refresh_trip_groups();")
+        .context("while rebuilding the rollups and trip_groups")?;
     tx.commit()?;
     Ok(())
 }

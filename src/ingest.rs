@@ -283,7 +283,12 @@ impl CellTally {
             .map(|run| {
                 let weeks = run.iter().map(|e| e.0.1).collect();
                 let trips = run.iter().map(|e| e.1).collect();
-                (run[0].0.0, run.iter().map(|e| i64::from(e.1)).sum(), weeks, trips)
+                (
+                    run[0].0.0,
+                    run.iter().map(|e| i64::from(e.1)).sum(),
+                    weeks,
+                    trips,
+                )
             })
             .collect()
     }
@@ -370,7 +375,10 @@ impl Loader<'_> {
     fn load(&mut self, load: &mut Client, input: Input) -> Result<Option<(i32, String)>> {
         let mut tx = load.transaction()?;
         let begun = tx
-            .query_one("SELECT trips, cells, groups FROM ingest_begin($1)", &[&self.job])
+            .query_one(
+                "SELECT trips, cells, groups FROM ingest_begin($1)",
+                &[&self.job],
+            )
             .context("while creating the job's tables")?;
         let tables = Pieces {
             trips: begun.get(0),
@@ -754,7 +762,10 @@ mod tests {
             .filter(|c| c.0.side == 1 && c.0.level == 2)
             .map(|c| (c.0.cell - cell_key(2, 0, 0), c.1, c.2.clone(), c.3.clone()))
             .collect();
-        assert_eq!(origins_l2, [(0, 3, vec![0, 4], vec![2, 1]), (2, 1, vec![0], vec![1])]);
+        assert_eq!(
+            origins_l2,
+            [(0, 3, vec![0, 4], vec![2, 1]), (2, 1, vec![0], vec![1])]
+        );
         let destinations_l1: Vec<_> = sent
             .iter()
             .filter(|c| c.0.side == 2 && c.0.level == 1)

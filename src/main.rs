@@ -243,7 +243,11 @@ fn compact(client: &mut postgres::Client, job: Option<i32>) -> Result<ExitCode> 
             .collect();
         eprintln!(
             "nothing to merge (pieces per table: {})",
-            if pieces.is_empty() { "none".to_string() } else { pieces.join(", ") }
+            if pieces.is_empty() {
+                "none".to_string()
+            } else {
+                pieces.join(", ")
+            }
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -13,13 +13,25 @@ use sha2::{Digest, Sha256};
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "001_postgis.sql", include_str!("../db/001_postgis.sql")),
     (2, "002_names.sql", include_str!("../db/002_names.sql")),
-    (3, "003_ingest_jobs.sql", include_str!("../db/003_ingest_jobs.sql")),
+    (
+        3,
+        "003_ingest_jobs.sql",
+        include_str!("../db/003_ingest_jobs.sql"),
+    ),
     (4, "004_cells.sql", include_str!("../db/004_cells.sql")),
     (5, "005_trips.sql", include_str!("../db/005_trips.sql")),
     (6, "006_tallies.sql", include_str!("../db/006_tallies.sql")),
     (7, "007_pieces.sql", include_str!("../db/007_pieces.sql")),
-    (8, "008_weekly_avg.sql", include_str!("../db/008_weekly_avg.sql")),
-    (9, "009_trip_groups.sql", include_str!("../db/009_trip_groups.sql")),
+    (
+        8,
+        "008_weekly_avg.sql",
+        include_str!("../db/008_weekly_avg.sql"),
+    ),
+    (
+        9,
+        "009_trip_groups.sql",
+        include_str!("../db/009_trip_groups.sql"),
+    ),
     (10, "010_roles.sql", include_str!("../db/010_roles.sql")),
 ];
 

@@ -508,7 +508,10 @@ fn a_pre_release_database_is_told_to_be_recreated() {
             run.stderr
         );
     }
-    assert_eq!(db.count("SELECT count(*) FROM pg_class WHERE relname = 'ingest_jobs'"), 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_class WHERE relname = 'ingest_jobs'"),
+        0
+    );
 }
 
 /// The schema is a baseline: each function is created once, by one file of db/, never replaced by a later
@@ -546,12 +549,18 @@ fn each_function_is_defined_once_and_db_readme_names_every_file() {
         assert_eq!(defining.len(), 1, "{f} is created by {defining:?}");
     }
     for (name, text) in &files {
-        assert!(!text.contains("CREATE OR REPLACE"), "{name} replaces an object of an earlier file");
+        assert!(
+            !text.contains("CREATE OR REPLACE"),
+            "{name} replaces an object of an earlier file"
+        );
     }
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/db/README.md")).unwrap();
     for (name, _) in &files {
-        assert!(readme.contains(name.as_str()), "db/README.md does not name {name}");
+        assert!(
+            readme.contains(name.as_str()),
+            "db/README.md does not name {name}"
+        );
     }
 }
 

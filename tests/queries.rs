@@ -153,7 +153,11 @@ fn incremental_rollups_equal_a_rebuild_from_the_trips() {
     };
     let incremental = snapshot(&mut client);
     client.batch_execute("SELECT rebuild_rollups()").unwrap();
-    assert!(incremental[2].len() > 1000, "{} cell-weeks", incremental[2].len());
+    assert!(
+        incremental[2].len() > 1000,
+        "{} cell-weeks",
+        incremental[2].len()
+    );
     assert_eq!(incremental, snapshot(&mut client));
     assert_eq!(
         db.count("SELECT sum(trips)::bigint FROM region_datasource_stats"),

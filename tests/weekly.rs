@@ -602,7 +602,12 @@ fn split_csv(db: &TestDb, csv: &str, n: usize) -> Vec<String> {
     records
         .chunks(records.len().div_ceil(n))
         .enumerate()
-        .map(|(i, part)| db.file(&format!("part{i:03}.csv"), format!("{header}\n{}\n", part.join("\n"))))
+        .map(|(i, part)| {
+            db.file(
+                &format!("part{i:03}.csv"),
+                format!("{header}\n{}\n", part.join("\n")),
+            )
+        })
         .collect()
 }
 
@@ -615,7 +620,10 @@ fn one_file_and_many(tag: &str, csv: &str, files: usize) -> (TestDb, TestDb) {
     let mut args = vec!["ingest", "--no-compact", "--tally-limit", "300"];
     args.extend(parts.iter().map(String::as_str));
     many.trips(&args).ok();
-    assert_eq!(many.count("SELECT count(*) FROM trip_pieces WHERE parent = 'trip_rows'"), files as i64);
+    assert_eq!(
+        many.count("SELECT count(*) FROM trip_pieces WHERE parent = 'trip_rows'"),
+        files as i64
+    );
     (one, many)
 }
 
@@ -645,7 +653,10 @@ fn boxes_count_crowded_cells_exactly_from_one_file_or_many_before_and_after_merg
             assert_eq!(ours, plain, "{when}: {question}");
         }
         let with_trips = counts.iter().filter(|(_, n, _)| *n > 0).count();
-        assert!(with_trips > 300, "{when}: only {with_trips} of 450 answers hold trips");
+        assert!(
+            with_trips > 300,
+            "{when}: only {with_trips} of 450 answers hold trips"
+        );
         counts
     };
     let (one, many) = one_file_and_many("weekly_crowded", &csv, 12);
@@ -654,11 +665,24 @@ fn boxes_count_crowded_cells_exactly_from_one_file_or_many_before_and_after_merg
     // Merged by hand (the loader was told not to): fewer pieces, the same answers.
     let before = pieces(&many);
     let run = many.trips(&["compact"]).ok();
-    assert!(run.stderr.contains("merged 10 pieces of trip_rows (jobs 1-10, 2500 trips)"), "{}", run.stderr);
-    assert!(pieces(&many).len() < before.len() / 2, "{:?}", pieces(&many));
+    assert!(
+        run.stderr
+            .contains("merged 10 pieces of trip_rows (jobs 1-10, 2500 trips)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        pieces(&many).len() < before.len() / 2,
+        "{:?}",
+        pieces(&many)
+    );
     assert_eq!(check(&many, "twelve files, merged"), answers);
     let run = many.trips(&["compact"]).ok();
-    assert!(run.stderr.contains("nothing to merge (pieces per table: "), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("nothing to merge (pieces per table: "),
+        "{}",
+        run.stderr
+    );
     // `trips refresh` rebuilds every tally from the trips: the same answers.
     many.trips(&["refresh"]).ok();
     assert_eq!(check(&many, "rebuilt"), answers);
@@ -731,7 +755,11 @@ fn both_and_either_are_exact_from_one_file_or_many_before_and_after_merges() {
     let mut rng = Rng(0x5eed_1234_abcd_0006);
     let csv = paired_trips_csv(&mut rng, 4000);
     let areas: Vec<String> = (0..40).map(|_| paired_area(&mut rng)).collect();
-    let windows = [None, Some(("2018-01-08", "2018-01-15")), Some(("2018-01-03 12:00", "2018-01-16"))];
+    let windows = [
+        None,
+        Some(("2018-01-08", "2018-01-15")),
+        Some(("2018-01-03 12:00", "2018-01-16")),
+    ];
     let answers = |db: &TestDb, when: &str| {
         let mut client = db.client();
         let mut out = Vec::new();
@@ -750,7 +778,10 @@ fn both_and_either_are_exact_from_one_file_or_many_before_and_after_merges() {
                 }
             }
         }
-        assert!(out.iter().filter(|v| **v > 0.0).count() > 150, "{when}: too few areas with trips");
+        assert!(
+            out.iter().filter(|v| **v > 0.0).count() > 150,
+            "{when}: too few areas with trips"
+        );
         out
     };
     let (one, many) = one_file_and_many("weekly_pairs", &csv, 20);
@@ -792,7 +823,9 @@ fn a_merge_killed_at_any_moment_changes_nothing_and_readers_are_not_held_up() {
     let expected = answers(&mut client);
     assert_eq!(
         expected,
-        areas.iter().flat_map(|a| BY.map(|by| (a, by)))
+        areas
+            .iter()
+            .flat_map(|a| BY.map(|by| (a, by)))
             .map(|(a, by)| plain_avg(&mut client, a, by, Some(("2017-12-04", "2018-01-29"))))
             .collect::<Vec<_>>()
     );
@@ -810,11 +843,24 @@ fn a_merge_killed_at_any_moment_changes_nothing_and_readers_are_not_held_up() {
         let now = pieces(&db);
         if now != before {
             // The kill came after some merges committed: each committed merge is whole.
-            assert_eq!(now.iter().map(|p| p.split(',').next().unwrap().to_string()).collect::<std::collections::BTreeSet<_>>().len(), 3);
+            assert_eq!(
+                now.iter()
+                    .map(|p| p.split(',').next().unwrap().to_string())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len(),
+                3
+            );
         }
         let (catalogued, tables) = piece_tables(&db);
-        assert_eq!(catalogued, tables, "after a kill at {delay_ms} ms: a table for every piece, and no other");
-        assert_eq!(answers(&mut client), expected, "after a kill at {delay_ms} ms");
+        assert_eq!(
+            catalogued, tables,
+            "after a kill at {delay_ms} ms: a table for every piece, and no other"
+        );
+        assert_eq!(
+            answers(&mut client),
+            expected,
+            "after a kill at {delay_ms} ms"
+        );
     }
 
     // Killed while it waits to swap: a reader's open transaction holds the tables, so the swap waits (and
@@ -822,7 +868,9 @@ fn a_merge_killed_at_any_moment_changes_nothing_and_readers_are_not_held_up() {
     let mut holder = db.client();
     let mut reading = holder.transaction().unwrap();
     for table in ["trip_rows", "trip_cells", "trip_group_counts"] {
-        reading.query_one(&format!("SELECT count(*) FROM {table}"), &[]).unwrap();
+        reading
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .unwrap();
     }
     let settled = pieces(&db);
     let mut merge = db.command(&["compact"]).spawn().unwrap();
@@ -833,14 +881,22 @@ fn a_merge_killed_at_any_moment_changes_nothing_and_readers_are_not_held_up() {
     while started.elapsed() < std::time::Duration::from_secs(2) {
         for (k, by) in BY.iter().enumerate() {
             let asked = std::time::Instant::now();
-            let answer = weekly_avg(&mut reader, &areas[0], by, Some(("2017-12-04", "2018-01-29")));
+            let answer = weekly_avg(
+                &mut reader,
+                &areas[0],
+                by,
+                Some(("2017-12-04", "2018-01-29")),
+            );
             slowest = slowest.max(asked.elapsed());
             assert_eq!(answer, expected[k], "a reader during a waiting merge");
             asked_count += 1;
         }
     }
     assert!(asked_count > 20, "only {asked_count} answers in 2 s");
-    assert!(slowest < std::time::Duration::from_millis(500), "a reader waited {slowest:?}");
+    assert!(
+        slowest < std::time::Duration::from_millis(500),
+        "a reader waited {slowest:?}"
+    );
     merge.kill().unwrap();
     merge.wait().unwrap();
     // The server stops the merge of a client that is gone (within 100 ms), even while it waits.
