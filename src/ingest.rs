@@ -259,8 +259,7 @@ impl Grid {
 struct CellTally(HashMap<(CellKey, i32), i32>);
 
 impl CellTally {
-    fn add(&mut self, trip: &parse::Trip) {
-        let week = week_of(trip.departed_at);
+    fn add(&mut self, trip: &parse::Trip, week: i32) {
         for (side, [lon, lat]) in [(1, trip.origin), (2, trip.destination)] {
             for level in 1..=2u8 {
                 let key = CellKey {
@@ -439,10 +438,9 @@ impl Loader<'_> {
                         datasource: source,
                     };
                     groups.add(group, trip.departed_at);
-                    cells.add(&trip);
-                    *region_weeks
-                        .entry((region, week_of(trip.departed_at)))
-                        .or_default() += 1;
+                    let week = week_of(trip.departed_at);
+                    cells.add(&trip, week);
+                    *region_weeks.entry((region, week)).or_default() += 1;
                     self.rows += 1;
                     if rows.is_full() {
                         rows.write_to(&mut copy)
@@ -753,7 +751,8 @@ mod tests {
         };
         let mut tally = CellTally::default();
         for (lon, day) in [(5, 30), (7, 2), (5, 3), (200_000, 2)] {
-            tally.add(&trip(lon, day));
+            let t = trip(lon, day);
+            tally.add(&t, week_of(t.departed_at));
         }
         let sent = tally.drain_sorted();
         assert!(tally.0.is_empty());
