@@ -25,6 +25,11 @@ const DATASOURCE: usize = 4;
 /// Coordinates are stored as integers in units of 1e-7 degree (see db/005_trips.sql).
 pub const COORD_SCALE: f64 = 1e7;
 
+/// The longest region or datasource name, in bytes of UTF-8. Names are stored once each with a unique
+/// index (db/002_names.sql), whose entries PostgreSQL limits to about 2,700 bytes; real names are far
+/// shorter, and a longer value is almost always a shifted column.
+pub const MAX_NAME_BYTES: usize = 1024;
+
 /// Microseconds between 1970-01-01 and 2000-01-01, PostgreSQL's binary timestamp epoch.
 const PG_EPOCH_DAYS: i64 = 10_957;
 
@@ -67,18 +72,14 @@ pub fn layout(header: &ByteRecord) -> Result<Layout, String> {
         .collect();
     if !missing.is_empty() {
         return Err(format!(
-            "the header has no column named {}; expected a header naming {} (any order), found `{}`",
+            "the header has no column named {}; expected a header naming {} (any order), found {}",
             missing
                 .iter()
                 .map(|m| format!("`{m}`"))
                 .collect::<Vec<_>>()
                 .join(", "),
             COLUMNS.join(","),
-            header
-                .iter()
-                .map(String::from_utf8_lossy)
-                .collect::<Vec<_>>()
-                .join(",")
+            quoted(&header.iter().collect::<Vec<_>>().join(&b","[..]), 300)
         ));
     }
     Ok(Layout {
@@ -145,12 +146,17 @@ pub fn trip<'a>(layout: &Layout, record: &'a ByteRecord) -> Result<Trip<'a>, Inv
     })
 }
 
-/// Quotes a field for an error message, showing invalid UTF-8 as escapes and cutting long text.
+/// Quotes a field for an error message, cut to 80 bytes.
 fn shown(field: &[u8]) -> String {
-    const MAX: usize = 80;
-    let text = String::from_utf8_lossy(&field[..field.len().min(MAX)]);
-    let more = if field.len() > MAX { "..." } else { "" };
-    format!("{:?}{more}", text)
+    quoted(field, 80)
+}
+
+/// Quotes a value for a message: control characters escaped, invalid UTF-8 shown as U+FFFD, and cut after
+/// `max` bytes with `...`, so that no message ever repeats a long value whole.
+pub fn quoted(value: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(&value[..value.len().min(max)]);
+    let more = if value.len() > max { "..." } else { "" };
+    format!("{text:?}{more}")
 }
 
 fn name(field: &[u8]) -> Result<&str, String> {
@@ -164,6 +170,21 @@ fn name(field: &[u8]) -> Result<&str, String> {
     })?;
     if text.trim().is_empty() {
         return Err(format!("expected a name, found {}", shown(field)));
+    }
+    if let Some(at) = field.iter().position(|&b| b == 0) {
+        // PostgreSQL's text cannot hold the NUL character.
+        return Err(format!(
+            "expected text without NUL characters, found one at byte {} of {}",
+            at + 1,
+            shown(field)
+        ));
+    }
+    if field.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "expected a name of at most {MAX_NAME_BYTES} bytes, found {} bytes: {}",
+            field.len(),
+            shown(field)
+        ));
     }
     Ok(text)
 }
@@ -254,6 +275,10 @@ fn datetime(field: &[u8]) -> Result<i64, String> {
         }
         _ => return Err(expected("")),
     };
+    if y == 0 {
+        // The year before 0001 is 1 BC, which this format cannot write (PostgreSQL refuses 0000 too).
+        return Err(expected(" (a real calendar date: there is no year 0000)"));
+    }
     if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) {
         return Err(expected(" (a real calendar date)"));
     }
@@ -360,6 +385,8 @@ mod tests {
             Ok((6722 * 86_400 + 9 * 3600 + 3 * 60 + 40) * 1_000_000)
         );
         assert!(datetime(b"2016-02-29 00:00:00").is_ok());
+        assert!(datetime(b"0001-01-01 00:00:00").is_ok());
+        assert!(datetime(b"9999-12-31 23:59:59.999999").is_ok());
     }
 
     #[test]
@@ -373,6 +400,8 @@ mod tests {
             b"2018-05-01T10:00:00",
             b"2018-05-01",
             b"2018-05-01 10:00:00Z",
+            b"0000-03-01 10:00:00",
+            b"0000-01-01 00:00:00",
         ] {
             assert!(datetime(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
@@ -384,6 +413,26 @@ mod tests {
             let (y, m, d) = civil_from_days(z);
             assert_eq!(days_from_civil(y, m, d), z);
         }
+    }
+
+    #[test]
+    fn names_without_nul_and_at_most_the_maximum_length() {
+        assert_eq!(
+            name("Zürich \"Altstadt\"".as_bytes()),
+            Ok("Zürich \"Altstadt\"")
+        );
+        assert!(name(&[b'a'; MAX_NAME_BYTES]).is_ok());
+        let long = name(&[b'a'; MAX_NAME_BYTES + 1]).unwrap_err();
+        assert!(
+            long.starts_with("expected a name of at most 1024 bytes, found 1025 bytes: \"aaa"),
+            "{long}"
+        );
+        // The value is quoted cut short, never whole.
+        assert!(long.len() < 200, "{long}");
+        assert_eq!(
+            name(b"Tu\0rin").unwrap_err(),
+            "expected text without NUL characters, found one at byte 3 of \"Tu\\0rin\""
+        );
     }
 
     #[test]
@@ -434,5 +483,122 @@ mod tests {
             trip(&l, &empty_region).unwrap_err().column,
             Some((1, "region"))
         );
+    }
+}
+
+/// Random bytes and mutated valid records against the parser (run by `cargo test`, a few thousand cases,
+/// about a second): never a panic; every outcome a trip within the format's ranges, or an error that names
+/// the column to blame (or the field count) and quotes at most a short piece of the value.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 3000,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    fn check(record: &ByteRecord) -> Result<(), TestCaseError> {
+        let l = layout(&ByteRecord::from(COLUMNS.to_vec())).unwrap();
+        match trip(&l, record) {
+            Ok(t) => {
+                for name in [t.region, t.datasource] {
+                    prop_assert!(!name.trim().is_empty() && name.len() <= MAX_NAME_BYTES);
+                    prop_assert!(!name.contains('\0'));
+                }
+                for [lon, lat] in [t.origin, t.destination] {
+                    prop_assert!((-1_800_000_000..=1_800_000_000).contains(&lon));
+                    prop_assert!((-900_000_000..=900_000_000).contains(&lat));
+                }
+                // Years 0001 to 9999.
+                let days = t.departed_at.div_euclid(86_400_000_000) + PG_EPOCH_DAYS;
+                prop_assert!(
+                    (days_from_civil(1, 1, 1)..=days_from_civil(9999, 12, 31)).contains(&days)
+                );
+            }
+            Err(e) => {
+                prop_assert!(
+                    e.column.is_some() || e.reason.starts_with("expected 5 fields"),
+                    "{e}"
+                );
+                prop_assert!(e.to_string().len() < 400, "{e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// A valid line: (line, lon/lat of the origin in 1e-7 degree, departure in microseconds).
+    fn valid_line() -> impl Strategy<Value = (String, [i32; 2], i64)> {
+        (
+            "[A-Za-z][A-Za-z _-]{0,12}",
+            -1_800_000_000i32..=1_800_000_000,
+            -900_000_000i32..=900_000_000,
+            1i64..=9999,
+            1i64..=12,
+            1i64..=28,
+            0i64..86_400,
+        )
+            .prop_map(|(region, lon, lat, y, m, d, s)| {
+                let line = format!(
+                    "{region},POINT ({} {}),POINT (0 0),{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02},src",
+                    f64::from(lon) / COORD_SCALE,
+                    f64::from(lat) / COORD_SCALE,
+                    s / 3600,
+                    s / 60 % 60,
+                    s % 60
+                );
+                let micros = ((days_from_civil(y, m, d) - PG_EPOCH_DAYS) * 86_400 + s) * 1_000_000;
+                (line, [lon, lat], micros)
+            })
+    }
+
+    fn records_of(bytes: &[u8]) -> Vec<ByteRecord> {
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(bytes);
+        csv.byte_records().map(|r| r.unwrap()).collect()
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn random_fields(fields in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..8)) {
+            check(&ByteRecord::from(fields))?;
+        }
+
+        #[test]
+        fn valid_lines_read_back_exactly((line, origin, departed_at) in valid_line()) {
+            let records = records_of(line.as_bytes());
+            let l = layout(&ByteRecord::from(COLUMNS.to_vec())).unwrap();
+            let t = trip(&l, &records[0]).map_err(|e| TestCaseError::fail(format!("{line}: {e}")))?;
+            prop_assert_eq!(t.origin, origin);
+            prop_assert_eq!(t.departed_at, departed_at);
+        }
+
+        #[test]
+        fn mutated_valid_lines(
+            (line, _, _) in valid_line(),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), 0u8..3, any::<u8>()), 1..6),
+        ) {
+            let mut bytes = line.into_bytes();
+            for (at, kind, byte) in edits {
+                let i = at.index(bytes.len() + 1);
+                match kind {
+                    0 => bytes.insert(i, byte),
+                    1 if i < bytes.len() => { bytes.remove(i); }
+                    _ if i < bytes.len() => bytes[i] = byte,
+                    _ => bytes.push(byte),
+                }
+            }
+            for record in records_of(&bytes) {
+                check(&record)?;
+            }
+        }
     }
 }
