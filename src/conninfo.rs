@@ -1,14 +1,13 @@
 //! Reading a connection string the way libpq does, for the parts the postgres crate leaves out: the sslmode
 //! values `verify-ca` and `verify-full` with `sslrootcert`, the environment variables PGPASSWORD, PGSSLMODE
-//! and PGSSLROOTCERT, and the password file (~/.pgpass or PGPASSFILE). Every password met here is also
-//! remembered, so that `redact` can scrub it from anything the program prints.
+//! and PGSSLROOTCERT, and the password file (~/.pgpass or PGPASSFILE). `redact` hides the password of any
+//! connection string in a text before it is printed or stored.
 
 use anyhow::{Result, anyhow, bail};
 use postgres::Config;
 use postgres::config::Host;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Mutex;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SslMode {
@@ -72,9 +71,6 @@ pub fn parse(conninfo: &str) -> Result<Target> {
             config.password(password);
         }
     }
-    if let Some(password) = config.get_password() {
-        remember_secret(&String::from_utf8_lossy(password));
-    }
     Ok(Target {
         config,
         ssl_mode: mode,
@@ -91,8 +87,7 @@ struct SslParams {
 }
 
 /// Removes sslmode and sslrootcert from a connection string (the postgres crate knows only some sslmode
-/// values and no sslrootcert) and returns the rest with them. Also remembers a URL's password as written
-/// (percent-encoded), for `redact`.
+/// values and no sslrootcert) and returns the rest with them.
 fn take_ssl_params(conninfo: &str) -> Result<(String, SslParams)> {
     let mut params = SslParams::default();
     let mut take = |key: &str, value: String| match key {
@@ -106,16 +101,8 @@ fn take_ssl_params(conninfo: &str) -> Result<(String, SslParams)> {
         }
         _ => false,
     };
-    let url_body = conninfo
-        .strip_prefix("postgresql://")
-        .or_else(|| conninfo.strip_prefix("postgres://"));
-    let rest = if let Some(body) = url_body {
-        let authority = body.split(['/', '?']).next().unwrap_or("");
-        if let Some((userinfo, _)) = authority.rsplit_once('@')
-            && let Some((_, raw_password)) = userinfo.split_once(':')
-        {
-            remember_secret(raw_password);
-        }
+    let is_url = conninfo.starts_with("postgresql://") || conninfo.starts_with("postgres://");
+    let rest = if is_url {
         match conninfo.split_once('?') {
             None => conninfo.to_string(),
             Some((base, query)) => {
@@ -265,28 +252,85 @@ fn pgpass_lookup(content: &str, wanted: [&str; 4]) -> Option<String> {
         })
 }
 
-static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// `text` with the password of every connection string in it replaced by `***`: the password of a URL
+/// (`postgresql://user:PASSWORD@host`) and the value of a `password=` pair (key=value strings, URL
+/// parameters). Only there: a password that also occurs as ordinary text (a file name, a date) is left
+/// alone, so that messages stay readable.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((at, len)) = next_secret(rest) {
+        out.push_str(&rest[..at]);
+        out.push_str("***");
+        rest = &rest[at + len..];
+    }
+    out.push_str(rest);
+    out
+}
 
-fn remember_secret(secret: &str) {
-    if !secret.is_empty() {
-        let mut secrets = SECRETS.lock().unwrap();
-        if !secrets.iter().any(|s| s == secret) {
-            secrets.push(secret.to_string());
-        }
+/// The first password in `text`: its byte offset and length.
+fn next_secret(text: &str) -> Option<(usize, usize)> {
+    match (url_password(text), pair_password(text)) {
+        (Some(u), Some(p)) => Some(if u.0 <= p.0 { u } else { p }),
+        (u, p) => u.or(p),
     }
 }
 
-/// `text` with every password met while parsing connection strings replaced by `***`.
-pub fn redact(text: &str) -> String {
-    let secrets = SECRETS.lock().unwrap();
-    let mut text = text.to_string();
-    // Longest first, so that a password containing another one is replaced whole.
-    let mut sorted: Vec<&String> = secrets.iter().collect();
-    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    for secret in sorted {
-        text = text.replace(secret.as_str(), "***");
+/// `scheme://user:PASSWORD@host...`: the password of the first URL that has one.
+fn url_password(text: &str) -> Option<(usize, usize)> {
+    let mut from = 0;
+    while let Some(found) = text[from..].find("://") {
+        let start = from + found + 3;
+        let authority_len = text[start..]
+            .find(|c: char| "/?#\"'<>`".contains(c) || c.is_whitespace())
+            .unwrap_or(text.len() - start);
+        let authority = &text[start..start + authority_len];
+        if let Some(at) = authority.rfind('@')
+            && let Some(colon) = authority[..at].find(':')
+            && colon + 1 < at
+        {
+            return Some((start + colon + 1, at - colon - 1));
+        }
+        from = start;
     }
-    text
+    None
+}
+
+/// `password=VALUE`, `password = 'quoted \' value'` or `?password=VALUE&`: the first value.
+fn pair_password(text: &str) -> Option<(usize, usize)> {
+    let lower = text.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(found) = lower[from..].find("password") {
+        let key = from + found;
+        from = key + "password".len();
+        let starts_word = key == 0 || !text.as_bytes()[key - 1].is_ascii_alphanumeric();
+        let Some(value) = text[from..]
+            .trim_start()
+            .strip_prefix('=')
+            .filter(|_| starts_word)
+        else {
+            continue;
+        };
+        let value = value.trim_start();
+        let at = text.len() - value.len();
+        let len = if let Some(quoted) = value.strip_prefix('\'') {
+            let mut escaped = false;
+            let closing = quoted.char_indices().find(|&(_, c)| {
+                let closes = c == '\'' && !escaped;
+                escaped = c == '\\' && !escaped;
+                closes
+            });
+            1 + closing.map_or(quoted.len(), |(i, _)| i + 1)
+        } else {
+            value
+                .find(|c: char| c.is_whitespace() || c == '&')
+                .unwrap_or(value.len())
+        };
+        if len > 0 {
+            return Some((at, len));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -337,13 +381,45 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_redacted_as_given_and_as_written_in_the_url() {
+    fn passwords_are_redacted_where_they_are_passwords_and_nowhere_else() {
         let t = parse("postgresql://alice:s%40cret9@db.example:6543/trips").unwrap();
         assert_eq!(t.config.get_password(), Some(&b"s@cret9"[..]));
-        assert_eq!(
-            redact("url postgresql://alice:s%40cret9@db, password s@cret9"),
-            "url postgresql://alice:***@db, password ***"
-        );
         assert_eq!(t.ssl_mode, SslMode::Prefer);
+        for (text, shown) in [
+            (
+                "url postgresql://alice:s%40cret9@db:5/x?sslmode=require",
+                "url postgresql://alice:***@db:5/x?sslmode=require",
+            ),
+            (
+                "postgres://trips:trips@h/trips",
+                "postgres://trips:***@h/trips",
+            ),
+            ("postgresql://u@h:5432/db", "postgresql://u@h:5432/db"),
+            ("postgresql://h:5432/db", "postgresql://h:5432/db"),
+            (
+                "host=h password=trips dbname=trips",
+                "host=h password=*** dbname=trips",
+            ),
+            (
+                "host=h password = 'a b\\' c' user=u",
+                "host=h password = *** user=u",
+            ),
+            (
+                "postgresql://h/db?user=u&password=0&sslmode=disable",
+                "postgresql://h/db?user=u&password=***&sslmode=disable",
+            ),
+            // Ordinary text that holds the password, or the word, is left alone.
+            (
+                "tripsbad.csv:2: column 4 (datetime): 2018-10-01 00:00:00",
+                "tripsbad.csv:2: column 4 (datetime): 2018-10-01 00:00:00",
+            ),
+            (
+                "password authentication failed for user \"trips\"",
+                "password authentication failed for user \"trips\"",
+            ),
+            ("a mypassword=x b", "a mypassword=x b"),
+        ] {
+            assert_eq!(redact(text), shown, "{text}");
+        }
     }
 }
