@@ -28,10 +28,13 @@ CREATE INDEX ingest_jobs_content ON ingest_jobs (content_sha256) WHERE state = '
 
 -- Advisory lock namespace of this project: (7217, job id) is held by the loader's session while it works on
 -- that job. A job that is not finished and whose lock is free has lost its loader. 7218 serializes two
--- loaders finishing the same content; 7219 lets one merge run at a time (006_pieces.sql).
+-- loaders finishing the same content; 7219 lets one merge run at a time; (7220, 0) is held shared by every
+-- loader's session from ingest_job_open to ingest_job_close, so that no name a loader uses is removed under
+-- it (forget_unused_names, 007_pieces.sql).
 CREATE FUNCTION ingest_lock_class() RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT 7217';
 
--- Open a job and take its session lock in the same transaction, so no one can see the job without the lock.
+-- Open a job and take its session locks in the same transaction, so no one can see the job without them.
+-- ingest_job_close (007_pieces.sql) releases them.
 CREATE FUNCTION ingest_job_open(file text, total_bytes bigint, forced boolean) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -39,6 +42,7 @@ DECLARE
 BEGIN
     INSERT INTO ingest_jobs (file, total_bytes, forced) VALUES (file, total_bytes, forced) RETURNING id INTO job;
     PERFORM pg_advisory_lock(ingest_lock_class(), job);
+    PERFORM pg_advisory_lock_shared(ingest_lock_class() + 3, 0);
     RETURN job;
 END
 $$;

@@ -188,6 +188,42 @@ BEGIN
 END
 $$;
 
+-- Loading, the end, whatever the outcome (from the loader's autocommit connection, after the commit or
+-- rollback): release the job's session locks, then forget the names no committed trip uses. Returns how
+-- many names were forgotten.
+CREATE FUNCTION ingest_job_close(job integer) RETURNS integer
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_unlock(ingest_lock_class(), job);
+    PERFORM pg_advisory_unlock_shared(ingest_lock_class() + 3, 0);
+    RETURN forget_unused_names();
+END
+$$;
+
+-- Removes the region and datasource names that no committed trip uses: those first met in files that
+-- failed, or whose loader was killed. Only while no loader is working (each holds (7220, 0) shared from
+-- ingest_job_open to ingest_job_close), so a name is never removed between a loader's dimension_id() and
+-- its commit; when loaders are working it does nothing, and the last one to finish does it. Runs as the
+-- owner, so that a trips_loader login needs no right to delete names.
+CREATE FUNCTION forget_unused_names() RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    regions_gone integer;
+    datasources_gone integer;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(ingest_lock_class() + 3, 0) THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM regions r
+     WHERE NOT EXISTS (SELECT FROM region_datasource_stats s WHERE s.region_id = r.id);
+    GET DIAGNOSTICS regions_gone = ROW_COUNT;
+    DELETE FROM datasources d
+     WHERE NOT EXISTS (SELECT FROM region_datasource_stats s WHERE s.datasource_id = d.id);
+    GET DIAGNOSTICS datasources_gone = ROW_COUNT;
+    RETURN regions_gone + datasources_gone;
+END
+$$;
+
 -- The rows of a merged piece from the rows of its parts (`parts`: a UNION ALL of their tables). Trips in
 -- the order of their origin's cell; tallies folded to one row per key.
 CREATE FUNCTION trip_merge_query(parent text, parts text, first_job integer) RETURNS text
@@ -217,8 +253,8 @@ $$;
 -- alike), with no unfinished job between them (its piece could not be attached inside a merged range).
 -- Of all such runs, the one whose largest piece is of the lowest tier, then the oldest. A piece's tier is
 -- floor(log_F(its trips)), pieces under 1000 trips counting as 1000.
-CREATE FUNCTION trip_merge_candidate(OUT parent text, OUT first_job integer, OUT last_job integer,
-                                     OUT pieces integer, OUT trips bigint)
+CREATE FUNCTION trip_merge_candidate(of_parent text, OUT parent text, OUT first_job integer,
+                                     OUT last_job integer, OUT pieces integer, OUT trips bigint)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     p trip_merge_policy;
@@ -233,7 +269,9 @@ DECLARE
     run_trips bigint;
     ok boolean;
 BEGIN
-    FOR p IN SELECT * FROM trip_merge_policy ORDER BY trip_merge_policy.parent LOOP
+    FOR p IN SELECT * FROM trip_merge_policy
+              WHERE of_parent IS NULL OR trip_merge_policy.parent = of_parent
+              ORDER BY trip_merge_policy.parent LOOP
         SELECT array_agg(c.first_job ORDER BY c.first_job), array_agg(c.last_job ORDER BY c.first_job),
                array_agg(c.trips ORDER BY c.first_job),
                array_agg(floor(ln(greatest(c.trips, 1000)) / ln(p.fan_in))::integer ORDER BY c.first_job)
@@ -264,9 +302,10 @@ BEGIN
 END
 $$;
 
--- One merge, if the policy calls for one and no other merge is running; returns what it merged, or no row.
--- Runs as the owner, so that a trips_loader login can merge after its ingest.
-CREATE FUNCTION trip_merge_step()
+-- One merge (of `of_parent`'s pieces, or of any table's), if the policy calls for one and no other merge is
+-- running; returns what it merged, or no row. Runs as the owner, so that a trips_loader login can merge
+-- after its ingest.
+CREATE FUNCTION trip_merge_step(of_parent text DEFAULT NULL)
 RETURNS TABLE (parent text, first_job integer, last_job integer, pieces integer, trips bigint,
                seconds double precision)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
@@ -286,7 +325,7 @@ BEGIN
         RETURN;   -- another session is merging; it goes on until nothing is left
     END IF;
     PERFORM ingest_reap_abandoned();   -- a dead loader's job no longer breaks a run
-    m := trip_merge_candidate();
+    m := trip_merge_candidate(of_parent);
     IF m.parent IS NULL THEN
         RETURN;
     END IF;

@@ -11,7 +11,9 @@
 -- need the owner (creating a job's pieces, attaching them, merging pieces) run in SECURITY DEFINER
 -- functions with a fixed search_path (ingest_begin, ingest_finish and trip_merge_step, 007_pieces.sql),
 -- which only trips_loader may execute, and which check that the job is one being loaded. A loader may
--- write into its job's pieces only until they are attached. ingest_reap_abandoned runs as the owner too,
+-- write into its job's pieces only until they are attached. forget_unused_names (007_pieces.sql) runs as
+-- the owner, so that a loader removes the names of a failed file without a right to delete names in
+-- general. ingest_reap_abandoned runs as the owner too,
 -- so that a reader's `trips watch` can mark a dead loader's job failed (it only ever touches jobs whose
 -- loader is gone).
 --
@@ -62,7 +64,8 @@ BEGIN
     GRANT EXECUTE ON FUNCTION ingest_begin(integer),
                               ingest_finish(integer, text, bigint, bigint, smallint[], smallint[], bigint[],
                                             bigint[], bigint[], smallint[], integer[], bigint[]),
-                              trip_merge_step()
+                              trip_merge_step(text),
+                              forget_unused_names()
        TO trips_loader;
     RETURN 'roles trips_reader and trips_loader are ready';
 END
@@ -71,7 +74,8 @@ $$;
 REVOKE EXECUTE ON FUNCTION ingest_begin(integer),
                            ingest_finish(integer, text, bigint, bigint, smallint[], smallint[], bigint[],
                                          bigint[], bigint[], smallint[], integer[], bigint[]),
-                           trip_merge_step(),
+                           trip_merge_step(text),
+                           forget_unused_names(),
                            trips_roles()
     FROM PUBLIC;
 

@@ -93,6 +93,13 @@ stop_cluster() {
     return 0
 }
 
+# Restarts a running cluster (a fast shutdown: the server ends every session, as in a real restart).
+restart_cluster() {
+    local dir
+    dir=$(cluster_dir "$1")
+    as_server_user "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -m fast -w -t 60 restart >/dev/null
+}
+
 remove_cluster() {
     stop_cluster "$1"
     rm -rf "$(cluster_dir "$1")"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite against a throwaway PostGIS cluster: install PostgreSQL 15 + PostGIS 3 if missing,
-# start a fresh cluster on port 54330, run `cargo test`, then stop and delete the cluster.
+# start a fresh cluster on port 54330 (and a small one on 54332 that tests/hostile.rs restarts under a running
+# loader), run `cargo test`, then stop and delete both.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 PORT=54330
@@ -9,8 +10,9 @@ ensure_postgis
 # tests/containers.rs parses docker-compose.yml with PyYAML.
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
 remove_cluster pg-test
+remove_cluster pg-restart
 TLS_DIR=$(cluster_dir pg-test)-tls
-trap 'remove_cluster pg-test; rm -rf "$TLS_DIR" "$TLS_DIR.log"' EXIT
+trap 'remove_cluster pg-test; remove_cluster pg-restart; rm -rf "$TLS_DIR" "$TLS_DIR.log"' EXIT
 
 # TLS for tests/security.rs: an authority, the server's certificate signed by it for the name localhost only
 # (so verify-full to 127.0.0.1 must fail), and a second authority that signed nothing.
@@ -44,6 +46,14 @@ psql_at "$PORT" postgres -c "CREATE DATABASE trips_template" -c "ALTER DATABASE 
 psql_at "$PORT" trips_template -c "CREATE EXTENSION postgis"
 # pg_cron lives in `postgres`; tests schedule jobs in their own databases with cron.schedule_in_database.
 psql_at "$PORT" postgres -c "CREATE EXTENSION pg_cron"
+
+# The cluster that tests/hostile.rs restarts: it runs the command in TRIPS_TEST_RESTART.
+start_cluster pg-restart 54332 postgres "fsync = off
+shared_buffers = '64MB'"
+psql_at 54332 postgres -c "CREATE DATABASE trips" >/dev/null
+psql_at 54332 trips -c "CREATE EXTENSION postgis" >/dev/null
+export TRIPS_TEST_RESTART_URL="postgresql://trips@127.0.0.1:54332/trips"
+export TRIPS_TEST_RESTART="source '$REPO/scripts/lib.sh' && restart_cluster pg-restart"
 
 cd "$REPO"
 export TRIPS_TEST_ADMIN_URL="postgresql://trips@127.0.0.1:$PORT/postgres"

@@ -43,7 +43,22 @@ fn describe_config(c: &postgres::Config) -> String {
     )
 }
 
+/// Connects. The session is exempt from the server's idle timeouts: a loader's job connection waits idle
+/// while the file streams on the other one, and `trips watch` waits idle for events; a server that closed
+/// them would throw a load away at its end, or end the watch.
 pub fn connect(url: &str) -> Result<Client> {
+    let mut client = connect_only(url)?;
+    client
+        .batch_execute(
+            "SET idle_in_transaction_session_timeout = 0;
+             SELECT set_config('idle_session_timeout', '0', false)
+              WHERE current_setting('server_version_num')::integer >= 140000",
+        )
+        .context("while setting up the session")?;
+    Ok(client)
+}
+
+fn connect_only(url: &str) -> Result<Client> {
     let mut target = conninfo::parse(url)?;
     target.config.application_name("trips");
     let tls = tls_connector(&target)?;

@@ -97,9 +97,11 @@ pub fn ingest_file(
         rejects: None,
         last_progress: started,
         bytes_read: input.bytes_read.clone(),
+        committing: false,
     };
     let result = loader.load(load, input);
     let (rows, rejected, rejects) = (loader.rows, loader.rejected, loader.rejects.take());
+    let committing = loader.committing;
     let rejects_file = rejects.map(|r| r.path);
     let outcome = match result {
         Ok(None) => Outcome::Loaded {
@@ -120,12 +122,22 @@ pub fn ingest_file(
         }
         Err(e) => {
             // Redacted before it is stored: job records and notifications never carry a password.
-            let error = crate::conninfo::redact(&format!("{e:#}"));
+            let error = crate::conninfo::redact(&failure(name, job, committing, &e));
+            if control.is_closed() {
+                // The job's session lock went with the connection: the next command that connects marks
+                // the job failed (ingest_reap_abandoned).
+                return Ok(Outcome::Failed {
+                    job: Some(job),
+                    error,
+                });
+            }
+            let rejects_file = rejects_file.as_ref().map(|p| p.display().to_string());
             control.execute(
                 "UPDATE ingest_jobs
-                    SET state = 'failed', error = $2, rows = 0, rejected = $3, finished_at = now()
+                    SET state = 'failed', error = $2, rows = 0, rejected = $3, rejects_file = $4,
+                        finished_at = now()
                   WHERE id = $1",
-                &[&job, &error, &rejected],
+                &[&job, &error, &rejected, &rejects_file],
             )?;
             Outcome::Failed {
                 job: Some(job),
@@ -133,6 +145,16 @@ pub fn ingest_file(
             }
         }
     };
+    if let Err(e) = close(control, printer, job) {
+        // The outcome stands (it was committed or recorded above); only its echo or the tidying is lost,
+        // and the session's locks go with a lost connection.
+        log::warn!("job {job}: after the file's outcome was recorded: {e:#}");
+    }
+    Ok(outcome)
+}
+
+/// Shows the job's last events, then releases the job (ingest_job_close in db/007_pieces.sql).
+fn close(control: &mut Client, printer: &mut Printer, job: i32) -> Result<()> {
     // The final event: `done` is sent when the loading transaction commits, on another connection, so it
     // may still be on its way; the others were sent by the statements above.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -147,11 +169,46 @@ pub fn ingest_file(
         }
     }
     printer.end_line();
-    control.execute(
-        "SELECT pg_advisory_unlock(ingest_lock_class(), $1)",
-        &[&job],
-    )?;
-    Ok(outcome)
+    let forgotten: i32 = control
+        .query_one("SELECT ingest_job_close($1)", &[&job])
+        .context("while closing the job")?
+        .get(0);
+    if forgotten > 0 {
+        log::debug!("forgot {forgotten} region or datasource name(s) that no committed trip uses");
+    }
+    Ok(())
+}
+
+/// The message of a file that failed. A lost connection gets told as such, with what it means for the
+/// file: before the commit was sent the server rolls the transaction back, so nothing was committed;
+/// during the commit no one can say, but loading the file again is safe either way.
+fn failure(name: &str, job: i32, committing: bool, e: &anyhow::Error) -> String {
+    if !connection_lost(e) {
+        return format!("{e:#}");
+    }
+    let outcome = if committing {
+        format!(
+            "It is not known whether the file was committed: `trips jobs` shows whether job {job} is \
+             done. Loading the file again is safe: if it was committed, it is skipped"
+        )
+    } else {
+        "Nothing of this file was committed (the server rolls back a transaction whose connection is \
+         lost); load it again when the database is back"
+            .to_string()
+    };
+    format!("{name}: the connection to the database was lost ({e:#}). {outcome}")
+}
+
+/// True if the error chain holds a lost connection: closed, reset, or ended by the server (shutdown,
+/// restart, pg_terminate_backend: SQLSTATE class 57P).
+pub fn connection_lost(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<postgres::Error>().is_some_and(|pg| {
+            pg.is_closed()
+                || pg.code().is_some_and(|code| code.code().starts_with("57P"))
+                || std::error::Error::source(pg).is_some_and(|s| s.is::<std::io::Error>())
+        })
+    })
 }
 
 /// Shows the events of `job` received so far on `control`; true if the job's final event was among them.
@@ -306,6 +363,9 @@ fn cell_key(level: u8, lon: i32, lat: i32) -> i32 {
         + 180 * per_degree
 }
 
+/// The CSV parser's buffer.
+const CSV_BUFFER: usize = 1 << 18;
+
 /// Microseconds in a day.
 const DAY_US: i64 = 86_400_000_000;
 
@@ -322,24 +382,27 @@ struct Keys {
     datasources: HashMap<String, i16>,
 }
 
-fn key(
-    control: &mut Client,
-    cache: &mut HashMap<String, i16>,
-    table: &str,
-    name: &str,
-) -> Result<i16> {
-    if let Some(&k) = cache.get(name) {
-        return Ok(k);
+/// Which names a key is for: the table (db/002_names.sql), the column, and the word for one of them.
+#[derive(Clone, Copy)]
+enum Dim {
+    Region,
+    Datasource,
+}
+
+impl Dim {
+    fn table(self) -> &'static str {
+        match self {
+            Dim::Region => "regions",
+            Dim::Datasource => "datasources",
+        }
     }
-    let k: i16 = control
-        .query_one(
-            "SELECT dimension_id($1::text::regclass, $2)",
-            &[&table, &name],
-        )
-        .with_context(|| format!("while registering the {table} name {name:?}"))?
-        .get(0);
-    cache.insert(name.to_string(), k);
-    Ok(k)
+
+    fn column(self) -> usize {
+        match self {
+            Dim::Region => 0,
+            Dim::Datasource => 4,
+        }
+    }
 }
 
 /// The job's pieces (db/007_pieces.sql), attached as partitions when the load finishes.
@@ -366,6 +429,8 @@ struct Loader<'a> {
     rejects: Option<Rejects>,
     last_progress: Instant,
     bytes_read: std::rc::Rc<std::cell::Cell<u64>>,
+    /// Set when COMMIT is sent: a connection lost after that leaves the outcome unknown.
+    committing: bool,
 }
 
 impl Loader<'_> {
@@ -388,13 +453,29 @@ impl Loader<'_> {
         let mut csv = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
-            .buffer_capacity(1 << 18)
+            .buffer_capacity(CSV_BUFFER)
             .from_reader(input.reader);
         let mut record = ByteRecord::new();
         let name = self.name;
+        let limit = input.read_limit;
         let read = |csv: &mut csv::Reader<_>, record: &mut ByteRecord| {
-            csv.read_byte_record(record)
-                .with_context(|| format!("while reading {name}"))
+            let line = csv.position().line();
+            let more = csv.read_byte_record(record).map_err(|e| {
+                if input::is_record_too_long(&e) {
+                    anyhow!(
+                        "{name}:{line}: the record that starts on this line is longer than {} (the \
+                         most a record may hold); nothing of this file was committed. A record is one \
+                         line (a quoted value may span lines): check that the file has line breaks and \
+                         no unclosed quote",
+                        human_bytes(input::MAX_RECORD_BYTES)
+                    )
+                } else {
+                    anyhow!(e).context(format!("while reading {name} at line {line}"))
+                }
+            })?;
+            // The parser may read a buffer ahead of the next record, and that record up to the limit.
+            limit.set(csv.position().byte() + input::MAX_RECORD_BYTES + CSV_BUFFER as u64);
+            Ok::<_, anyhow::Error>(more)
         };
         if !read(&mut csv, &mut record)? {
             return Err(anyhow!(
@@ -420,13 +501,8 @@ impl Loader<'_> {
         while read(&mut csv, &mut record)? {
             match parse::trip(&layout, &record) {
                 Ok(trip) => {
-                    let region = key(self.control, &mut self.keys.regions, "regions", trip.region)?;
-                    let source = key(
-                        self.control,
-                        &mut self.keys.datasources,
-                        "datasources",
-                        trip.datasource,
-                    )?;
+                    let region = self.key(Dim::Region, trip.region, &layout, &record)?;
+                    let source = self.key(Dim::Datasource, trip.datasource, &layout, &record)?;
                     rows.trip(self.job, region, source, &trip);
                     stats.add((region, source), trip.departed_at);
                     let snap = |p: [i32; 2]| [grid.cell(p[0]), grid.cell(p[1])];
@@ -476,13 +552,22 @@ impl Loader<'_> {
             .context("while sending rows to the database")?;
         copy.finish().context("while finishing the COPY")?;
         self.copy_tallies(&mut tx, &tables, &mut groups, &mut cells)?;
-        if self.rows == 0 {
-            log::warn!("{}: no trips in the file (only a header)", self.name);
-        }
         if let Some(r) = &mut self.rejects {
             r.writer
                 .flush()
                 .with_context(|| format!("while writing {}", r.path.display()))?;
+            if self.rows == 0 {
+                return Err(anyhow!(
+                    "{}: all {} records were rejected, so nothing was loaded; {} says why for each. \
+                     Fix the file and load it again",
+                    self.name,
+                    self.rejected,
+                    r.path.display()
+                ));
+            }
+        }
+        if self.rows == 0 {
+            log::warn!("{}: no trips in the file (only a header)", self.name);
         }
         self.progress("finishing")?;
         let sha = csv.into_inner().sha256_hex();
@@ -521,10 +606,52 @@ impl Loader<'_> {
                 Ok(Some((earlier, sha)))
             }
             None => {
+                self.committing = true;
                 tx.commit().context("while committing the trips")?;
                 Ok(None)
             }
         }
+    }
+
+    /// The key of a region or datasource name, from this file's cache or the database (dimension_id in
+    /// db/002_names.sql, which adds a new name). The database keeps at most 32,767 names of each; past
+    /// that, the file fails naming the record.
+    fn key(&mut self, dim: Dim, name: &str, layout: &Layout, record: &ByteRecord) -> Result<i16> {
+        let cache = match dim {
+            Dim::Region => &mut self.keys.regions,
+            Dim::Datasource => &mut self.keys.datasources,
+        };
+        if let Some(&k) = cache.get(name) {
+            return Ok(k);
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let at = format!(
+            "{}:{line}: column {} ({})",
+            self.name,
+            layout.index[dim.column()] + 1,
+            parse::COLUMNS[dim.column()]
+        );
+        let shown = parse::quoted(name.as_bytes(), 80);
+        let k: i16 = match self.control.query_one(
+            "SELECT dimension_id($1::text::regclass, $2)",
+            &[&dim.table(), &name],
+        ) {
+            Ok(row) => row.get(0),
+            Err(e) => {
+                if let Some(db) = e.as_db_error()
+                    && *db.code() == postgres::error::SqlState::PROGRAM_LIMIT_EXCEEDED
+                {
+                    return Err(anyhow!(
+                        "{at}: cannot add the name {shown}: {}; {}. Nothing of this file was committed",
+                        db.message(),
+                        db.hint().unwrap_or("")
+                    ));
+                }
+                return Err(anyhow!(e).context(format!("{at}: while registering the name {shown}")));
+            }
+        };
+        cache.insert(name.to_string(), k);
+        Ok(k)
     }
 
     /// Sends the group tally and the cell tally to the database, and empties both. A group or cell met

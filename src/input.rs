@@ -2,7 +2,8 @@
 //!
 //! The reader handed to the CSV parser counts the raw bytes read (for progress against the file size) and
 //! hashes the decompressed content on the way through, so the content hash that makes re-runs idempotent
-//! costs no second pass over the file.
+//! costs no second pass over the file. Under both, a bound on the bytes the parser may read ahead of the
+//! record it is on keeps memory bounded whatever the file holds: see [`MAX_RECORD_BYTES`].
 
 use anyhow::{Context, Result};
 use flate2::bufread::MultiGzDecoder;
@@ -14,12 +15,19 @@ use std::rc::Rc;
 
 const READ_BUFFER: usize = 1 << 20;
 
+/// The longest record the loader reads, in bytes of (decompressed) content: 1 MiB. A record of the five
+/// columns is ~100 bytes, and names are at most 1 KiB each; a longer "record" is a file without line
+/// breaks, or an unclosed quote running on to the end of the file.
+pub const MAX_RECORD_BYTES: u64 = 1 << 20;
+
 pub struct Input {
     /// Size on disk, when known.
     pub total_bytes: Option<u64>,
     /// Raw bytes read so far, updated as the parser reads.
     pub bytes_read: Rc<Cell<u64>>,
-    pub reader: Hashing<Box<dyn Read>>,
+    /// How far into the content the parser may read: the loader moves it forward after each record.
+    pub read_limit: Rc<Cell<u64>>,
+    pub reader: Hashing<Bounded<Box<dyn Read>>>,
 }
 
 pub fn open(name: &str) -> Result<Input> {
@@ -52,14 +60,58 @@ pub fn open(name: &str) -> Result<Input> {
     } else {
         Box::new(buffered)
     };
+    let read_limit = Rc::new(Cell::new(MAX_RECORD_BYTES));
     Ok(Input {
         total_bytes,
         bytes_read,
+        read_limit: read_limit.clone(),
         reader: Hashing {
-            inner: content,
+            inner: Bounded {
+                inner: content,
+                delivered: 0,
+                limit: read_limit,
+            },
             hash: Sha256::new(),
         },
     })
+}
+
+/// Reading past the limit of a [`Bounded`] reader: a record longer than [`MAX_RECORD_BYTES`].
+#[derive(Debug)]
+pub struct RecordTooLong;
+
+impl std::fmt::Display for RecordTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a record is longer than {MAX_RECORD_BYTES} bytes")
+    }
+}
+
+impl std::error::Error for RecordTooLong {}
+
+/// Delivers bytes up to a limit that its owner moves forward, and fails with [`RecordTooLong`] past it.
+/// The CSV parser keeps the record it is reading in memory whole; this is what bounds that record.
+pub struct Bounded<R> {
+    inner: R,
+    delivered: u64,
+    limit: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let room = self.limit.get().saturating_sub(self.delivered);
+        if room == 0 && !buf.is_empty() {
+            return Err(io::Error::other(RecordTooLong));
+        }
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.delivered += n as u64;
+        Ok(n)
+    }
+}
+
+/// True if `e` comes from a [`Bounded`] reader's limit.
+pub fn is_record_too_long(e: &csv::Error) -> bool {
+    matches!(e.kind(), csv::ErrorKind::Io(io) if io.get_ref().is_some_and(|r| r.is::<RecordTooLong>()))
 }
 
 struct Counting<R> {

@@ -145,12 +145,21 @@ fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
         progress_rows: args.progress_rows,
         tally_limit: args.tally_limit as usize,
     };
-    let mut control = open(url)?;
-    status::listen(&mut control)?;
-    let mut load = db::connect(url)?;
+    let (mut control, mut load) = ingest_connections(url)?;
     let mut printer = status::Printer::for_ingest(args.json);
     let mut failed = 0;
-    for file in &args.files {
+    // A lost connection fails the file it was loading; the next file waits for the database to be back.
+    let mut lost: Option<anyhow::Error> = None;
+    for (i, file) in args.files.iter().enumerate() {
+        if let Some(lost) = lost.take() {
+            (control, load) = reconnect(&lost, Some(RECONNECT_FOR), || ingest_connections(url))
+                .with_context(|| {
+                    format!(
+                        "while connecting again after a lost connection; not loaded: {}",
+                        args.files[i..].join(", ")
+                    )
+                })?;
+        }
         match ingest::ingest_file(&mut control, &mut load, file, &opts, &mut printer)? {
             Outcome::Loaded {
                 job,
@@ -170,7 +179,7 @@ fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
                 if !args.no_compact {
                     // The trips are committed and visible: a failed merge loses nothing and changes no
                     // answer, so it is reported and the load still counts as done.
-                    if let Err(e) = merge(&mut load) {
+                    if let Err(e) = merge(&mut load, None) {
                         eprintln!(
                             "warning: job {job} is loaded, but merging pieces failed (answers are the \
                              same; `trips compact` tries again): {}",
@@ -184,11 +193,17 @@ fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
             ),
             Outcome::Failed { job, error } => {
                 failed += 1;
+                if control.is_closed() || load.is_closed() {
+                    lost = Some(anyhow::anyhow!("while loading {file}"));
+                }
                 let job = job.map(|j| format!(" [job {j}]")).unwrap_or_default();
                 // A job's error was redacted where it is stored (ingest.rs); opening a file names only the file.
                 eprintln!("error: failed to load {file}{job}: {error}");
             }
         }
+    }
+    if let Some(peak) = peak_memory() {
+        log::debug!("peak resident memory: {peak} bytes");
     }
     Ok(if failed > 0 {
         ExitCode::from(EXIT_FILE_FAILED)
@@ -197,15 +212,34 @@ fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
     })
 }
 
-/// Runs the merges the merge policy calls for (db/007_pieces.sql), each in a transaction of its own, and
-/// says what each did. Returns how many it ran; none when there is nothing to merge or another session is
-/// merging (it goes on until nothing is left).
-fn merge(client: &mut postgres::Client) -> Result<usize> {
+/// The most memory this process has held resident (VmHWM, Linux), in bytes.
+fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// How long `trips ingest` tries to connect again after a lost connection before it gives up on the files
+/// left (a server restart takes seconds; a failover, maybe a minute).
+const RECONNECT_FOR: Duration = Duration::from_secs(120);
+
+/// The loader's two connections (ingest.rs): the job's, listening for status, and the file's.
+fn ingest_connections(url: &str) -> Result<(postgres::Client, postgres::Client)> {
+    let mut control = open(url)?;
+    status::listen(&mut control)?;
+    Ok((control, db::connect(url)?))
+}
+
+/// Runs the merges the merge policy calls for (db/007_pieces.sql) among the pieces of `parent` (or of any
+/// table), each in a transaction of its own, and says what each did. Returns how many it ran; none when
+/// there is nothing to merge or another session is merging (it goes on until nothing is left).
+fn merge(client: &mut postgres::Client, parent: Option<&str>) -> Result<usize> {
     let mut merges = 0;
     while let Some(row) = client
         .query_opt(
-            "SELECT parent, first_job, last_job, pieces, trips, seconds FROM trip_merge_step()",
-            &[],
+            "SELECT parent, first_job, last_job, pieces, trips, seconds FROM trip_merge_step($1)",
+            &[&parent],
         )
         .context("while merging pieces (nothing was lost; `trips compact` tries again)")?
     {
@@ -219,7 +253,8 @@ fn merge(client: &mut postgres::Client) -> Result<usize> {
     Ok(merges)
 }
 
-/// `trips compact`: every merge the policy calls for, now.
+/// `trips compact`: every merge the policy calls for, now, table by table: a merge that fails (it changes
+/// nothing) is reported, and the other tables are still merged. Exit status 1 if any failed.
 fn compact(client: &mut postgres::Client, job: Option<i32>) -> Result<ExitCode> {
     if job.is_some() {
         eprintln!(
@@ -227,12 +262,33 @@ fn compact(client: &mut postgres::Client, job: Option<i32>) -> Result<ExitCode> 
              compact` runs every merge the policy calls for"
         );
     }
+    let parents: Vec<String> = client.query_one("SELECT trip_piece_parents()", &[])?.get(0);
     // Wait for a merge that another session is running (after its ingest, or on a schedule) to finish
     // its step, then run every merge that is left; trip_merge_step takes the same lock again.
     client.execute("SELECT pg_advisory_lock(ingest_lock_class() + 2, 0)", &[])?;
-    let merged = merge(client);
+    let (mut merged, mut failed) = (0, 0);
+    for parent in &parents {
+        match merge(client, Some(parent)) {
+            Ok(n) => merged += n,
+            Err(e) => {
+                failed += 1;
+                eprintln!(
+                    "error: merging the pieces of {parent} failed; they are as they were: {}",
+                    conninfo::redact(&format!("{e:#}"))
+                );
+            }
+        }
+    }
+    if client.is_closed() {
+        anyhow::bail!(
+            "the connection to the database was lost while merging; no piece was changed by the merge that was running"
+        );
+    }
     client.execute("SELECT pg_advisory_unlock(ingest_lock_class() + 2, 0)", &[])?;
-    if merged? == 0 {
+    if failed > 0 {
+        return Ok(ExitCode::from(EXIT_FILE_FAILED));
+    }
+    if merged == 0 {
         let pieces: Vec<String> = client
             .query(
                 "SELECT parent || ': ' || count(*) FROM trip_pieces GROUP BY parent ORDER BY parent",
@@ -256,49 +312,137 @@ fn compact(client: &mut postgres::Client, job: Option<i32>) -> Result<ExitCode> 
 /// How often `trips watch` checks for loaders that died without a word, while no event arrives.
 const REAP_EVERY: Duration = Duration::from_secs(5);
 
+/// `trips watch`: every event (or job N's) until Ctrl-C (or job N ends). If the connection is lost (a
+/// server restart, say), it says so, connects again with growing pauses (1 s, doubling to 30 s), and then
+/// shows what changed meanwhile: the jobs started since, and the current state of those still running.
 fn watch(url: &str, args: &cli::WatchArgs) -> Result<ExitCode> {
     let mut client = open(url)?;
     status::listen(&mut client)?;
     let mut printer = status::Printer::for_watch(args.json);
     // Listening before reading the job's state, so no change between the two is missed.
+    let mut shown = Shown {
+        last: Default::default(),
+        newest: client
+            .query_one("SELECT coalesce(max(id), 0) FROM ingest_jobs", &[])?
+            .get(0),
+    };
     if let Some(job) = args.job {
         match status::current(&mut client, job)? {
             Some((raw, event)) => {
-                printer.show(&raw, &event);
-                if event.is_final() {
-                    return Ok(outcome_code(&event));
+                if let Some(code) = shown.show(&mut printer, args.job, &raw, &event) {
+                    return Ok(code);
                 }
             }
-            None => {
-                let last: i32 = client
-                    .query_one("SELECT coalesce(max(id), 0) FROM ingest_jobs", &[])?
-                    .get(0);
-                if job <= last {
-                    return Err(usage(format!(
-                        "there is no ingest job {job} (jobs so far: 1 to {last}); `trips jobs` lists them"
-                    )));
-                }
-                eprintln!("waiting for job {job} to start");
+            None if job <= shown.newest => {
+                return Err(usage(format!(
+                    "there is no ingest job {job} (jobs so far: 1 to {}); `trips jobs` lists them",
+                    shown.newest
+                )));
             }
+            None => eprintln!("waiting for job {job} to start"),
         }
     } else if !args.json {
         eprintln!("following every ingest (Ctrl-C to stop)");
     }
     loop {
-        match status::next(&mut client, REAP_EVERY)? {
-            Some((raw, event)) => {
-                if args.job.is_none_or(|j| j == event.job) {
-                    printer.show(&raw, &event);
-                    if args.job.is_some() && event.is_final() {
-                        return Ok(outcome_code(&event));
-                    }
-                }
-            }
-            None => {
+        let next = status::next(&mut client, REAP_EVERY).and_then(|got| {
+            if got.is_none() {
                 // Marking an abandoned job failed sends its event, which arrives on the next turn.
                 client.query_one("SELECT ingest_reap_abandoned()", &[])?;
             }
+            Ok(got)
+        });
+        match next {
+            Ok(Some((raw, event))) => {
+                if let Some(code) = shown.show(&mut printer, args.job, &raw, &event) {
+                    return Ok(code);
+                }
+            }
+            Ok(None) => {}
+            Err(e) if ingest::connection_lost(&e) => {
+                client = reconnect(&e, None, || {
+                    let mut client = open(url)?;
+                    status::listen(&mut client)?;
+                    Ok(client)
+                })?;
+                eprintln!("showing what changed meanwhile");
+                for (raw, event) in status::since(&mut client, shown.newest, &shown.running())? {
+                    if let Some(code) = shown.show(&mut printer, args.job, &raw, &event) {
+                        return Ok(code);
+                    }
+                }
+            }
+            Err(e) => return Err(e),
         }
+    }
+}
+
+/// What `trips watch` has shown: the last state and rows of each job, and the newest job id known.
+#[derive(Default)]
+struct Shown {
+    last: std::collections::HashMap<i32, (String, i64)>,
+    newest: i32,
+}
+
+impl Shown {
+    /// Shows an event of the job followed (or of any, without --job) unless it repeats the last one
+    /// shown; returns the exit code when the job followed has ended.
+    fn show(
+        &mut self,
+        printer: &mut status::Printer,
+        follow: Option<i32>,
+        raw: &str,
+        event: &status::Event,
+    ) -> Option<ExitCode> {
+        self.newest = self.newest.max(event.job);
+        if follow.is_some_and(|j| j != event.job) {
+            return None;
+        }
+        let now = (event.state.clone(), event.rows);
+        if self.last.get(&event.job) != Some(&now) {
+            printer.show(raw, event);
+            self.last.insert(event.job, now);
+        }
+        (follow.is_some() && event.is_final()).then(|| outcome_code(event))
+    }
+
+    /// Jobs last shown unfinished.
+    fn running(&self) -> Vec<i32> {
+        let finals = ["done", "failed", "skipped"];
+        self.last
+            .iter()
+            .filter(|(_, (state, _))| !finals.contains(&state.as_str()))
+            .map(|(&job, _)| job)
+            .collect()
+    }
+}
+
+/// Connects again after `lost` (with `connect`), with a notice before each pause: 1 s, doubling up to
+/// 30 s. Tries until it works, or until `give_up` has passed, then returns the last error.
+fn reconnect<T>(
+    lost: &anyhow::Error,
+    give_up: Option<Duration>,
+    mut connect: impl FnMut() -> Result<T>,
+) -> Result<T> {
+    let started = Instant::now();
+    let mut pause = Duration::from_secs(1);
+    let mut why = format!("{lost:#}");
+    loop {
+        eprintln!(
+            "lost the connection to the database ({}); connecting again in {} s",
+            conninfo::redact(&why),
+            pause.as_secs()
+        );
+        std::thread::sleep(pause);
+        match connect() {
+            Ok(connected) => {
+                eprintln!("connected again");
+                return Ok(connected);
+            }
+            Err(e) if give_up.is_some_and(|limit| started.elapsed() >= limit) => return Err(e),
+            Err(e) => why = format!("{e:#}"),
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
     }
 }
 

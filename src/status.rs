@@ -196,6 +196,22 @@ pub fn current(client: &mut Client, job: i32) -> Result<Option<(String, Event)>>
         }))
 }
 
+/// The jobs after `newest` and those in `running`, oldest first: what `trips watch` missed while it was
+/// not connected.
+pub fn since(client: &mut Client, newest: i32, running: &[i32]) -> Result<Vec<(String, Event)>> {
+    Ok(client
+        .query(
+            "SELECT ingest_status_payload(j) FROM ingest_jobs j WHERE id > $1 OR id = ANY($2) ORDER BY id",
+            &[&newest, &running],
+        )?
+        .iter()
+        .filter_map(|row| {
+            let raw: String = row.get(0);
+            parse(&raw).map(|e| (raw, e))
+        })
+        .collect())
+}
+
 /// The most recent jobs, newest first.
 pub fn recent(client: &mut Client, limit: i64) -> Result<Vec<(String, Event)>> {
     Ok(client
