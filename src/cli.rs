@@ -1,6 +1,6 @@
 //! The command line: what users can type, parsed by clap.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -10,13 +10,44 @@ use std::path::PathBuf;
     about = "Load vehicle-trip CSV files into PostGIS and ask questions about them"
 )]
 pub struct Cli {
-    /// PostgreSQL connection: a URL (postgresql://user:password@host:port/db) or key=value pairs.
-    /// Default: the local cluster started by scripts/run.sh (postgresql://trips@127.0.0.1:54329/trips).
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    /// More messages (-v: the loader's own debug lines, -vv: everything's).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Fewer messages (-q: warnings and errors only, no progress; -qq: errors only).
+    #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+
+    /// The connection, given before the command (`trips -d URL jobs`): the same as after it.
+    #[arg(short = 'd', long, value_name = "URL", hide = true)]
     pub database_url: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How to reach the database: every command but `gen`, `completions` and `man` takes it.
+#[derive(Args, Clone)]
+pub struct Conn {
+    /// PostgreSQL connection: a URL (postgresql://user:password@host:port/db) or key=value pairs; what it
+    /// leaves out comes from PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD as in libpq. Default, when
+    /// neither this nor any of those is set: the local cluster of scripts/run.sh
+    /// (postgresql://trips@127.0.0.1:54329/trips).
+    #[arg(
+        short = 'd',
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+}
+
+/// Only the connection.
+#[derive(Args)]
+pub struct ConnArgs {
+    #[command(flatten)]
+    pub conn: Conn,
 }
 
 #[derive(Subcommand)]
@@ -32,22 +63,74 @@ pub enum Command {
     /// The weekly average number of trips of an area: a bounding box, a polygon, or a region.
     WeeklyAvg(WeeklyAvgArgs),
     /// Rebuild the rollups and the trip_groups materialized view from the trips.
-    Refresh,
+    Refresh(ConnArgs),
     /// Merge small pieces of the store into larger ones now (`trips ingest` does it after each file).
     Compact(CompactArgs),
     /// Apply the database schema (also done automatically by every command that uses the database).
-    Migrate,
+    Migrate(ConnArgs),
     /// Create the group roles trips_loader and trips_reader and grant them what they need (run as the owner).
-    Roles,
+    Roles(ConnArgs),
     /// Write synthetic trips as CSV in the input format to stdout (for benchmarks and tests).
     Gen(GenArgs),
+    /// Write a shell completion script to stdout, e.g. `trips completions bash > /etc/bash_completion.d/trips`.
+    Completions(CompletionsArgs),
+    /// Write the manual page (roff) to stdout, e.g. `trips man > trips.1 && man -l trips.1`.
+    Man,
+}
+
+impl Command {
+    /// The connection settings, for the commands that use the database.
+    pub fn conn(&self) -> Option<&Conn> {
+        Some(match self {
+            Command::Ingest(a) => &a.conn,
+            Command::Watch(a) => &a.conn,
+            Command::Jobs(a) => &a.conn,
+            Command::Groups(a) => &a.conn,
+            Command::WeeklyAvg(a) => &a.conn,
+            Command::Compact(a) => &a.conn,
+            Command::Refresh(a) | Command::Migrate(a) | Command::Roles(a) => &a.conn,
+            Command::Gen(_) | Command::Completions(_) | Command::Man => return None,
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+/// What `trips ingest` draws while it loads (what it pushes to listeners is the same either way).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    /// A live line on a terminal, one line per event otherwise.
+    Auto,
+    /// A live line, even when stderr is not a terminal.
+    Always,
+    /// No progress; only each file's outcome.
+    Never,
+    /// One line per event (what auto draws when stderr is not a terminal, or with -j above 1).
+    #[value(skip)]
+    Lines,
 }
 
 #[derive(Args)]
 pub struct IngestArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+
     /// Files to load: paths, or - for standard input. Gzip files are decompressed on the fly.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<String>,
+
+    /// Load up to N files at once, each still its own atomic job (each with its own two connections).
+    #[arg(short = 'j', long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+
+    /// What to draw while loading: auto, always or never (-q means never).
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
 
     /// Load the valid records of a file and write the invalid ones, with line and reason, to a rejects file.
     #[arg(long)]
@@ -89,6 +172,9 @@ pub struct IngestArgs {
 
 #[derive(Args)]
 pub struct CompactArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+
     /// Deprecated and ignored: pieces are merged by ranges of jobs, never one job alone.
     #[arg(long, value_name = "N", hide = true)]
     pub job: Option<i32>,
@@ -96,6 +182,9 @@ pub struct CompactArgs {
 
 #[derive(Args)]
 pub struct WatchArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+
     /// Follow only job N and exit when it ends: status 0 if done or skipped, 1 if failed.
     #[arg(long, value_name = "N")]
     pub job: Option<i32>,
@@ -107,6 +196,9 @@ pub struct WatchArgs {
 
 #[derive(Args)]
 pub struct JobsArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+
     /// How many jobs, newest first.
     #[arg(long, default_value_t = 20)]
     pub limit: i64,
@@ -139,6 +231,9 @@ pub struct GenArgs {
 
 #[derive(Args)]
 pub struct GroupsArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+
     /// Only this region.
     #[arg(long)]
     pub region: Option<String>,
@@ -167,6 +262,9 @@ pub struct GroupsArgs {
 #[derive(Args)]
 #[command(group(clap::ArgGroup::new("area").required(true).args(["bbox", "region", "wkt"])))]
 pub struct WeeklyAvgArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+
     /// A bounding box in degrees (EPSG:4326), edges included: MINLON,MINLAT,MAXLON,MAXLAT.
     #[arg(
         long,

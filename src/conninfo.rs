@@ -64,6 +64,7 @@ pub fn parse(conninfo: &str) -> Result<Target> {
         SslMode::Prefer => postgres::config::SslMode::Prefer,
         _ => postgres::config::SslMode::Require,
     });
+    fill_from_environment(&mut config);
     if config.get_password().is_none() {
         if let Ok(password) = std::env::var("PGPASSWORD") {
             config.password(password);
@@ -78,6 +79,35 @@ pub fn parse(conninfo: &str) -> Result<Target> {
             .root_cert
             .or_else(|| std::env::var("PGSSLROOTCERT").ok()),
     })
+}
+
+/// The libpq variables that name where to connect: each fills in what the connection string leaves out.
+pub const LIBPQ_VARS: [&str; 4] = ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE"];
+
+/// Fills what the connection string left out from PGHOST, PGPORT, PGUSER and PGDATABASE, then from libpq's
+/// defaults: localhost, 5432, the login name of the operating system (USER), a database named as the user.
+fn fill_from_environment(config: &mut Config) {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if config.get_hosts().is_empty() {
+        for host in var("PGHOST").as_deref().unwrap_or("localhost").split(',') {
+            config.host(host);
+        }
+    }
+    if config.get_ports().is_empty()
+        && let Some(port) = var("PGPORT").and_then(|p| p.parse().ok())
+    {
+        config.port(port);
+    }
+    if config.get_user().is_none()
+        && let Some(user) = var("PGUSER").or_else(|| var("USER"))
+    {
+        config.user(&user);
+    }
+    if config.get_dbname().is_none()
+        && let Some(db) = var("PGDATABASE")
+    {
+        config.dbname(&db);
+    }
 }
 
 #[derive(Default, Debug, PartialEq)]

@@ -16,6 +16,22 @@ pub const LOCAL_DATABASE_URL: &str = "postgresql://trips@127.0.0.1:54329/trips";
 pub const MIN_POSTGRES: i32 = 130_000;
 pub const MIN_POSTGIS_MAJOR: u32 = 3;
 
+/// The connection string to use: the one given (--database-url or DATABASE_URL); else, when any of
+/// PGHOST, PGPORT, PGUSER, PGDATABASE is set, an empty one that those fill in as libpq does
+/// (conninfo::parse); else the local cluster.
+pub fn resolve_url(given: Option<&str>) -> String {
+    match given {
+        Some(url) => url.to_string(),
+        None if conninfo::LIBPQ_VARS
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty())) =>
+        {
+            String::new()
+        }
+        None => LOCAL_DATABASE_URL.to_string(),
+    }
+}
+
 /// Where a URL points, for messages: host, port, database and user, never the password.
 pub fn describe(url: &str) -> String {
     match conninfo::parse(url) {

@@ -109,22 +109,26 @@ pub fn show(client: &mut Client, args: &GroupsArgs) -> Result<()> {
                 "cell_m": cell_m.round(),
                 "bucket_min": minutes,
             });
-            println!("{v}");
+            outln!("{v}");
         }
         return Ok(());
     }
-    println!(
+    outln!(
         "groups of cells of {:.0} m ({} degree) and {minutes}-minute departure buckets, largest first:",
         cell_m,
         grid.cell_deg * factor as f64
     );
-    println!(
+    outln!(
         "{:>8}  {:<14} {:<11}  {:<22}  {:<22}  first / last departure",
-        "trips", "region", "departs", "origin cell (lon lat)", "destination cell"
+        "trips",
+        "region",
+        "departs",
+        "origin cell (lon lat)",
+        "destination cell"
     );
     for r in &rows {
         let end: String = r.get(7);
-        println!(
+        outln!(
             "{:>8}  {:<14} {}-{}  {:<22}  {:<22}  {} / {}",
             r.get::<_, i64>(8),
             r.get::<_, String>(0),
@@ -141,7 +145,7 @@ pub fn show(client: &mut Client, args: &GroupsArgs) -> Result<()> {
         );
     }
     if rows.is_empty() {
-        println!("(no group matches)");
+        outln!("(no group matches)");
     }
     Ok(())
 }

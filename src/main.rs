@@ -1,5 +1,14 @@
 //! `trips`: loads vehicle-trip CSV files into PostGIS. This file only wires the command line to the modules
-//! and turns outcomes into messages and exit codes (documented in README.md).
+//! and turns outcomes into messages and exit codes (documented in docs/cli.md).
+
+/// `println!` that returns the error instead of panicking, so that a closed pipe (`trips jobs | head -1`)
+/// ends the command quietly (see `is_broken_pipe`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
 
 mod cli;
 mod conninfo;
@@ -19,6 +28,7 @@ use clap::Parser;
 use cli::{Cli, Command};
 use ingest::Outcome;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Exit codes: 0 success, 1 some file was not loaded, 2 usage error, 3 database unusable.
@@ -42,30 +52,62 @@ pub fn usage(message: String) -> anyhow::Error {
     Usage(message).into()
 }
 
+/// `-q`: no progress and no outcome lines, only warnings and errors.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A line for people on stderr, unless `-q`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!($($arg)*);
+        }
+    };
+}
+
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,postgres=warn,tokio_postgres=warn"),
-    )
-    // Every log line goes through redact(): no password of a connection string is ever printed.
-    .format(|buf, record| {
-        use std::io::Write;
-        writeln!(
-            buf,
-            "[{:<5}] {}",
-            record.level(),
-            conninfo::redact(&record.args().to_string())
-        )
-    })
-    .init();
     let cli = Cli::parse();
-    let url = cli
-        .database_url
-        .clone()
-        .unwrap_or_else(|| db::LOCAL_DATABASE_URL.to_string());
+    QUIET.store(cli.quiet > 0, std::sync::atomic::Ordering::Relaxed);
+    // -q and -v decide what is logged; without them, RUST_LOG if set.
+    let level = match (cli.quiet, cli.verbose) {
+        (2.., _) => Some("error"),
+        (1, _) => Some("warn"),
+        (_, 1) => Some("info,trips=debug,postgres=warn,tokio_postgres=warn"),
+        (_, 2..) => Some("debug,trips=trace"),
+        (0, 0) => None,
+    };
+    let env =
+        env_logger::Env::default().default_filter_or("info,postgres=warn,tokio_postgres=warn");
+    let mut logger = env_logger::Builder::from_env(env);
+    if let Some(level) = level {
+        logger.parse_filters(level);
+    }
+    logger
+        // Every log line goes through redact(): no password of a connection string is ever printed.
+        .format(|buf, record| {
+            use std::io::Write;
+            writeln!(
+                buf,
+                "[{:<5}] {}",
+                record.level(),
+                conninfo::redact(&record.args().to_string())
+            )
+        })
+        .init();
+    let given = cli.database_url.as_deref();
+    let url = db::resolve_url(given.or(cli.command.conn().and_then(|c| c.database_url.as_deref())));
     let result = match cli.command {
         Command::Gen(args) => generate::run(&args).map(|()| ExitCode::SUCCESS),
-        Command::Migrate => open(&url).map(|_| ExitCode::SUCCESS),
-        Command::Roles => open(&url).and_then(|mut c| roles(&mut c)),
+        Command::Completions(args) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut cmd, "trips", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            .render(&mut std::io::stdout())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
+        Command::Migrate(_) => open(&url).map(|_| ExitCode::SUCCESS),
+        Command::Roles(_) => open(&url).and_then(|mut c| roles(&mut c)),
         Command::Ingest(args) => ingest(&url, &args),
         Command::Watch(args) => watch(&url, &args),
         Command::Jobs(args) => jobs(&url, &args),
@@ -76,10 +118,10 @@ fn main() -> ExitCode {
             .and_then(|mut c| weekly::show(&mut c, &args))
             .map(|()| ExitCode::SUCCESS),
         Command::Compact(args) => open(&url).and_then(|mut c| compact(&mut c, args.job)),
-        Command::Refresh => open(&url).and_then(|mut c| {
+        Command::Refresh(_) => open(&url).and_then(|mut c| {
             let started = Instant::now();
             groups::refresh(&mut c)?;
-            eprintln!(
+            say!(
                 "rebuilt the rollups and trip_groups in {:.2} s",
                 started.elapsed().as_secs_f64()
             );
@@ -95,7 +137,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "hint: connected to {}. Loading needs a login in the role trips_loader, reading one in \
                  trips_reader; schema changes and `trips refresh` need the owner of the tables \
-                 (README.md, \"Roles, TLS, passwords\").",
+                 (docs/operations.md, \"Roles, TLS, passwords\").",
                 db::describe(&url)
             );
         }
@@ -145,22 +187,82 @@ fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
         progress_rows: args.progress_rows,
         tally_limit: args.tally_limit as usize,
     };
+    let workers = usize::from(args.jobs).min(args.files.len());
+    let draw = if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        cli::Progress::Never
+    } else if args.progress == cli::Progress::Auto && workers > 1 {
+        // Several live lines would overwrite each other: one line per event instead.
+        cli::Progress::Lines
+    } else {
+        args.progress
+    };
+    let queue = Queue {
+        files: &args.files,
+        next: AtomicUsize::new(0),
+    };
+    let failed = AtomicUsize::new(0);
+    // Each worker takes the next file not yet taken, with connections of its own, until none is left.
+    let results: Vec<Result<()>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..workers)
+            .map(|_| scope.spawn(|| ingest_worker(url, args, &opts, draw, &queue, &failed)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("an ingest worker panicked"))
+            .collect()
+    });
+    if let Some(peak) = peak_memory() {
+        log::debug!("peak resident memory: {peak} bytes");
+    }
+    results.into_iter().collect::<Result<()>>()?;
+    Ok(if failed.load(Ordering::Relaxed) > 0 {
+        ExitCode::from(EXIT_FILE_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The files of one `trips ingest`, handed out one at a time to its workers.
+struct Queue<'a> {
+    files: &'a [String],
+    next: AtomicUsize,
+}
+
+impl Queue<'_> {
+    fn take(&self) -> Option<&str> {
+        self.files
+            .get(self.next.fetch_add(1, Ordering::Relaxed))
+            .map(String::as_str)
+    }
+
+    /// The files no worker has taken yet; none will be.
+    fn give_up(&self) -> Vec<&str> {
+        let from = self.next.swap(self.files.len(), Ordering::Relaxed);
+        self.files
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+/// Loads files from the queue one after another on its own two connections, and tells each outcome.
+fn ingest_worker(
+    url: &str,
+    args: &cli::IngestArgs,
+    opts: &ingest::Options,
+    draw: cli::Progress,
+    queue: &Queue,
+    failed: &AtomicUsize,
+) -> Result<()> {
+    let Some(mut file) = queue.take() else {
+        return Ok(());
+    };
     let (mut control, mut load) = ingest_connections(url)?;
-    let mut printer = status::Printer::for_ingest(args.json);
-    let mut failed = 0;
-    // A lost connection fails the file it was loading; the next file waits for the database to be back.
-    let mut lost: Option<anyhow::Error> = None;
-    for (i, file) in args.files.iter().enumerate() {
-        if let Some(lost) = lost.take() {
-            (control, load) = reconnect(&lost, Some(RECONNECT_FOR), || ingest_connections(url))
-                .with_context(|| {
-                    format!(
-                        "while connecting again after a lost connection; not loaded: {}",
-                        args.files[i..].join(", ")
-                    )
-                })?;
-        }
-        match ingest::ingest_file(&mut control, &mut load, file, &opts, &mut printer)? {
+    let mut printer = status::Printer::for_ingest(args.json, draw);
+    loop {
+        match ingest::ingest_file(&mut control, &mut load, file, opts, &mut printer)? {
             Outcome::Loaded {
                 job,
                 rows,
@@ -172,7 +274,7 @@ fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
                     Some(p) => format!(", {rejected} rejected (see {})", p.display()),
                     None => String::new(),
                 };
-                eprintln!(
+                say!(
                     "loaded {file}: {rows} trips in {seconds:.2} s ({:.0} rows/s){rejects} [job {job}]",
                     rows as f64 / seconds.max(1e-9)
                 );
@@ -188,28 +290,34 @@ fn ingest(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
                     }
                 }
             }
-            Outcome::Skipped { job, earlier } => eprintln!(
+            Outcome::Skipped { job, earlier } => say!(
                 "skipped {file}: this content was already loaded by job {earlier} (use --force to load it again) [job {job}]"
             ),
             Outcome::Failed { job, error } => {
-                failed += 1;
-                if control.is_closed() || load.is_closed() {
-                    lost = Some(anyhow::anyhow!("while loading {file}"));
-                }
+                failed.fetch_add(1, Ordering::Relaxed);
                 let job = job.map(|j| format!(" [job {j}]")).unwrap_or_default();
                 // A job's error was redacted where it is stored (ingest.rs); opening a file names only the file.
                 eprintln!("error: failed to load {file}{job}: {error}");
             }
         }
+        let Some(next) = queue.take() else {
+            return Ok(());
+        };
+        if control.is_closed() || load.is_closed() {
+            // A lost connection failed the file it was loading; the next waits for the database.
+            let lost = anyhow::anyhow!("while loading {file}");
+            (control, load) = reconnect(&lost, Some(RECONNECT_FOR), || ingest_connections(url))
+                .with_context(|| {
+                    let mut left = vec![next];
+                    left.extend(queue.give_up());
+                    format!(
+                        "while connecting again after a lost connection; not loaded: {}",
+                        left.join(", ")
+                    )
+                })?;
+        }
+        file = next;
     }
-    if let Some(peak) = peak_memory() {
-        log::debug!("peak resident memory: {peak} bytes");
-    }
-    Ok(if failed > 0 {
-        ExitCode::from(EXIT_FILE_FAILED)
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 /// The most memory this process has held resident (VmHWM, Linux), in bytes.
@@ -245,7 +353,7 @@ fn merge(client: &mut postgres::Client, parent: Option<&str>) -> Result<usize> {
     {
         let (parent, first, last): (String, i32, i32) = (row.get(0), row.get(1), row.get(2));
         let (pieces, trips, seconds): (i32, i64, f64) = (row.get(3), row.get(4), row.get(5));
-        eprintln!(
+        say!(
             "merged {pieces} pieces of {parent} (jobs {first}-{last}, {trips} trips) in {seconds:.2} s"
         );
         merges += 1;
@@ -297,7 +405,7 @@ fn compact(client: &mut postgres::Client, job: Option<i32>) -> Result<ExitCode> 
             .iter()
             .map(|r| r.get(0))
             .collect();
-        eprintln!(
+        say!(
             "nothing to merge (pieces per table: {})",
             if pieces.is_empty() {
                 "none".to_string()
@@ -339,10 +447,10 @@ fn watch(url: &str, args: &cli::WatchArgs) -> Result<ExitCode> {
                     shown.newest
                 )));
             }
-            None => eprintln!("waiting for job {job} to start"),
+            None => say!("waiting for job {job} to start"),
         }
     } else if !args.json {
-        eprintln!("following every ingest (Ctrl-C to stop)");
+        say!("following every ingest (Ctrl-C to stop)");
     }
     loop {
         let next = status::next(&mut client, REAP_EVERY).and_then(|got| {
@@ -365,7 +473,7 @@ fn watch(url: &str, args: &cli::WatchArgs) -> Result<ExitCode> {
                     status::listen(&mut client)?;
                     Ok(client)
                 })?;
-                eprintln!("showing what changed meanwhile");
+                say!("showing what changed meanwhile");
                 for (raw, event) in status::since(&mut client, shown.newest, &shown.running())? {
                     if let Some(code) = shown.show(&mut printer, args.job, &raw, &event) {
                         return Ok(code);
@@ -459,18 +567,23 @@ fn jobs(url: &str, args: &cli::JobsArgs) -> Result<ExitCode> {
     let jobs = status::recent(&mut client, args.limit)?;
     if args.json {
         for (raw, _) in &jobs {
-            println!("{raw}");
+            outln!("{raw}");
         }
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{:>5}  {:<9} {:>11} {:>8} {:>9}  {:<30} error",
-        "job", "state", "rows", "rejected", "seconds", "file"
+        "job",
+        "state",
+        "rows",
+        "rejected",
+        "seconds",
+        "file"
     );
     for (_, e) in &jobs {
         let error = e.error.as_deref().unwrap_or("");
         let error: String = error.chars().take(100).collect();
-        println!(
+        outln!(
             "{:>5}  {:<9} {:>11} {:>8} {:>9.2}  {:<30} {}",
             e.job,
             e.state,
@@ -496,7 +609,7 @@ fn roles(client: &mut postgres::Client) -> Result<ExitCode> {
     if !ready {
         anyhow::bail!("{said}");
     }
-    eprintln!(
+    say!(
         "{said}. Give each person or service a login of its own, for example:\n  \
          CREATE ROLE alice LOGIN PASSWORD '...' IN ROLE trips_reader;   -- queries, trips groups, weekly-avg\n  \
          CREATE ROLE etl LOGIN PASSWORD '...' IN ROLE trips_loader;     -- trips ingest, trips watch"

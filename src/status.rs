@@ -2,6 +2,7 @@
 //! (db/003_ingest_jobs.sql), decoded and shown. `trips ingest` shows its own job's events as progress, `trips watch` every event,
 //! `trips jobs` the same payloads read from the table.
 
+use crate::cli::Progress;
 use anyhow::{Context, Result};
 use fallible_iterator::FallibleIterator;
 use postgres::Client;
@@ -82,16 +83,25 @@ pub struct Printer {
     json: bool,
     to_stdout: bool,
     live: bool,
+    /// Draws nothing (--progress never, -q); JSON output is data and still printed.
+    silent: bool,
     line_open: bool,
 }
 
 impl Printer {
-    /// For `trips ingest`: progress on stderr, a live line when stderr is a terminal.
-    pub fn for_ingest(json: bool) -> Printer {
+    /// For `trips ingest`: progress on stderr, drawn as `draw` says (--progress), or the raw payloads on
+    /// stdout with --json.
+    pub fn for_ingest(json: bool, draw: Progress) -> Printer {
+        let live = match draw {
+            Progress::Auto => std::io::stderr().is_terminal(),
+            Progress::Always => true,
+            Progress::Never | Progress::Lines => false,
+        };
         Printer {
             json,
             to_stdout: false,
-            live: !json && std::io::stderr().is_terminal(),
+            live: !json && live,
+            silent: !json && draw == Progress::Never,
             line_open: false,
         }
     }
@@ -102,6 +112,7 @@ impl Printer {
             json,
             to_stdout: true,
             live: false,
+            silent: false,
             line_open: false,
         }
     }
@@ -110,6 +121,9 @@ impl Printer {
         if self.json {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{raw}").and_then(|()| out.flush());
+            return;
+        }
+        if self.silent {
             return;
         }
         let line = event.describe();

@@ -134,7 +134,7 @@ pub fn show(client: &mut Client, args: &WeeklyAvgArgs) -> Result<()> {
                 .map(|(w, n)| serde_json::json!({"week_start": w, "trips": n}))
                 .collect();
         }
-        println!("{v}");
+        outln!("{v}");
     } else if let Some(average) = average {
         let which = match args.by.as_str() {
             _ if args.region.is_some() => String::new(),
@@ -142,21 +142,21 @@ pub fn show(client: &mut Client, args: &WeeklyAvgArgs) -> Result<()> {
             "both" => " (origin and destination in it)".to_string(),
             by => format!(" ({by} in it)"),
         };
-        println!("{}{which}: {average:.2} trips per week", area.shown);
-        println!(
+        outln!("{}{which}: {average:.2} trips per week", area.shown);
+        outln!(
             "{trips} trips over {} weeks, from {} to {} (excluded)",
             weeks.map_or("?".into(), |w| format!("{}", (w * 1e6).round() / 1e6)),
             window_start.as_deref().unwrap_or("?"),
             window_end.as_deref().unwrap_or("?")
         );
         if args.weeks {
-            println!("{:<12} {:>8}", "week of", "trips");
+            outln!("{:<12} {:>8}", "week of", "trips");
             for (week, n) in &per_week {
-                println!("{week:<12} {n:>8}");
+                outln!("{week:<12} {n:>8}");
             }
         }
     } else {
-        println!("no trips are loaded and no window was given: there is no week to average over");
+        outln!("no trips are loaded and no window was given: there is no week to average over");
     }
     if let Some(known) = unknown_region {
         eprintln!("note: {known}");
