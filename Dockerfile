@@ -1,6 +1,6 @@
 # trips in a container: built with the Rust toolchain (its image has OpenSSL's headers), run from a slim Debian
 # image holding the binary and the OpenSSL library.
-# The SQL of db/ is embedded in the binary, so nothing else is copied. See README.md, "Containers".
+# The SQL of db/ is embedded in the binary, so nothing else is copied. See docs/operations.md, "Containers".
 
 FROM rust:1-bookworm AS build
 WORKDIR /src

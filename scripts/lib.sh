@@ -59,7 +59,7 @@ start_cluster() {
         [ "$(id -u)" = 0 ] && chown postgres: "$dir" "$(dirname "$dir")"
         as_server_user "$PG_BIN/initdb" -D "$dir" -U trips --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
         cat >>"$dir/postgresql.conf" <<CONF
-# trips: project-local cluster, tuned for bulk loads (see README.md, "The local cluster")
+# trips: project-local cluster, tuned for bulk loads (see docs/operations.md, "The local cluster")
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = ''
@@ -71,7 +71,7 @@ checkpoint_timeout = '30min'
 wal_level = minimal          # a table created and COPYed in one transaction then skips the WAL
 max_wal_senders = 0
 max_connections = 100
-# pg_cron: the scheduled refresh of trip_groups (README.md). postgis-3: loaded once by the postmaster, not by
+# pg_cron: the scheduled refresh of trip_groups (docs/operations.md). postgis-3: loaded once by the postmaster, not by
 # each new session on its first PostGIS call (~15 ms here, measured by the pre-release benchmarks/session_start.sh, in git history).
 shared_preload_libraries = 'pg_cron,postgis-3'
 cron.database_name = '$cron_db'

@@ -1,5 +1,5 @@
 //! No Docker engine runs where these tests run, so the images are not built here. What can be checked is:
-//! the compose file parses and holds what README.md documents, and the Dockerfile builds as scripts/ do.
+//! the compose file parses and holds what docs/operations.md documents, and the Dockerfile builds as scripts/ do.
 
 use serde_json::Value;
 use std::path::Path;
@@ -80,14 +80,17 @@ fn compose_file_has_the_documented_services() {
 
 #[test]
 fn readme_shows_the_compose_commands_that_the_file_supports() {
-    let readme = repo_file("README.md");
+    let readme = repo_file("docs/operations.md");
     for cmd in [
         "docker compose up -d db",
         "docker compose run --rm trips ingest /data/trips.csv",
         "TRIPS_DB_PASSWORD",
         "not built here",
     ] {
-        assert!(readme.contains(cmd), "README.md does not mention {cmd:?}");
+        assert!(
+            readme.contains(cmd),
+            "docs/operations.md does not mention {cmd:?}"
+        );
     }
     // /data/trips.csv exists in the folder that is mounted there.
     assert!(
