@@ -9,6 +9,7 @@ use postgres_openssl::{MakeTlsConnector, TlsStream};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 /// The cluster that scripts/run.sh starts, used when neither --database-url nor DATABASE_URL is given.
 pub const LOCAL_DATABASE_URL: &str = "postgresql://trips@127.0.0.1:54329/trips";
@@ -293,6 +294,58 @@ fn major(version: &str) -> u32 {
         .next()
         .and_then(|m| m.parse().ok())
         .unwrap_or(0)
+}
+
+/// Connects, checks the server and applies the schema.
+pub fn open(url: &str) -> Result<postgres::Client> {
+    let mut client = connect(url)?;
+    let v = check_server(&mut client)?;
+    log::debug!(
+        "connected to {} ({}): PostgreSQL {}, PostGIS {}",
+        describe(url),
+        v.transport,
+        v.postgres,
+        v.postgis.as_deref().unwrap_or("?")
+    );
+    for applied in crate::migrate::migrate(&mut client)? {
+        log::info!("applied db/{applied}");
+    }
+    let reaped: i32 = client
+        .query_one("SELECT ingest_reap_abandoned()", &[])?
+        .get(0);
+    if reaped > 0 {
+        log::warn!("marked {reaped} abandoned ingest job(s) as failed (their loader was gone)");
+    }
+    Ok(client)
+}
+
+/// Connects again after `lost` (with `connect`), with a notice before each pause: 1 s, doubling up to
+/// 30 s. Tries until it works, or until `give_up` has passed, then returns the last error.
+pub fn reconnect<T>(
+    lost: &anyhow::Error,
+    give_up: Option<Duration>,
+    mut connect: impl FnMut() -> Result<T>,
+) -> Result<T> {
+    let started = Instant::now();
+    let mut pause = Duration::from_secs(1);
+    let mut why = format!("{lost:#}");
+    loop {
+        eprintln!(
+            "lost the connection to the database ({}); connecting again in {} s",
+            conninfo::redact(&why),
+            pause.as_secs()
+        );
+        std::thread::sleep(pause);
+        match connect() {
+            Ok(connected) => {
+                eprintln!("connected again");
+                return Ok(connected);
+            }
+            Err(e) if give_up.is_some_and(|limit| started.elapsed() >= limit) => return Err(e),
+            Err(e) => why = format!("{e:#}"),
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! stored resolution or a coarser one, and rebuilding them from the trips.
 
 use crate::cli::GroupsArgs;
+use crate::error::usage;
 use crate::ingest::Grid;
-use crate::usage;
 use anyhow::{Context, Result};
 use postgres::Client;
 

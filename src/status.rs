@@ -53,7 +53,7 @@ impl Event {
                     Some(t) if t > 0 => format!(
                         " ({:.1}% of {})",
                         100.0 * self.bytes as f64 / t as f64,
-                        crate::ingest::human_bytes(t as u64)
+                        human_bytes(t as u64)
                     ),
                     _ => String::new(),
                 };
@@ -239,6 +239,21 @@ pub fn recent(client: &mut Client, limit: i64) -> Result<Vec<(String, Event)>> {
             parse(&raw).map(|e| (raw, e))
         })
         .collect())
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! db/008_weekly_avg.sql (which define what the numbers mean).
 
 use crate::cli::WeeklyAvgArgs;
-use crate::usage;
+use crate::error::usage;
 use anyhow::{Context, Result};
 use postgres::Client;
 use postgres::types::ToSql;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{HEADER, TestDb};
+use common::HEADER;
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 
@@ -65,7 +65,7 @@ fn docs_cli_names_every_command_and_flag_of_the_help_and_no_other() {
 
 #[test]
 fn the_libpq_variables_and_d_reach_the_database() {
-    let db = TestDb::new("pgenv");
+    let db = test_db!("pgenv");
     // postgresql://trips@127.0.0.1:PORT/NAME
     let rest = db.url.strip_prefix("postgresql://trips@").unwrap();
     let (host_port, name) = rest.split_once('/').unwrap();
@@ -116,7 +116,7 @@ fn the_libpq_variables_and_d_reach_the_database() {
 
 #[test]
 fn quiet_verbose_and_progress_change_what_is_drawn_not_what_is_pushed() {
-    let db = TestDb::new("quiet");
+    let db = test_db!("quiet");
     let file = db.generate(3000, 1);
     // -q: nothing at all on success.
     let run = db
@@ -207,7 +207,7 @@ fn quiet_verbose_and_progress_change_what_is_drawn_not_what_is_pushed() {
 
 #[test]
 fn j_loads_files_at_once_each_its_own_job_and_a_bad_one_fails_alone() {
-    let db = TestDb::new("parallel");
+    let db = test_db!("parallel");
     let files: Vec<String> = (1..=3).map(|seed| db.generate(5000, seed)).collect();
     let bad = db.file(
         "bad.csv",
@@ -227,7 +227,7 @@ fn j_loads_files_at_once_each_its_own_job_and_a_bad_one_fails_alone() {
         ["(done,3)", "(failed,1)"]
     );
     // Exact totals: the same as the three files loaded one by one.
-    let one_by_one = TestDb::new("serial");
+    let one_by_one = test_db!("serial");
     for f in &files {
         one_by_one.trips(&["ingest", f]).ok();
     }
@@ -271,7 +271,7 @@ fn completions_and_the_manual_page() {
 
 #[test]
 fn a_closed_pipe_ends_quietly() {
-    let db = TestDb::new("pipe");
+    let db = test_db!("pipe");
     db.load_several_files(300);
     let mut child = db
         .command(&["jobs", "--limit", "1000"])

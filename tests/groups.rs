@@ -36,7 +36,7 @@ fn fine_grid(db: &TestDb) {
 
 #[test]
 fn similar_trips_share_a_group_and_cells_are_where_the_grid_says() {
-    let db = TestDb::new("groups_cases");
+    let db = test_db!("groups_cases");
     fine_grid(&db);
     let file = db.file(
         "cases.csv",
@@ -90,7 +90,7 @@ fn similar_trips_share_a_group_and_cells_are_where_the_grid_says() {
 
 #[test]
 fn groups_equal_the_definition_at_every_supported_resolution_and_refresh_agrees() {
-    let db = TestDb::new("groups_property");
+    let db = test_db!("groups_property");
     fine_grid(&db);
     db.load_several_files(4000);
 
@@ -180,7 +180,7 @@ fn groups_equal_the_definition_at_every_supported_resolution_and_refresh_agrees(
 
 #[test]
 fn a_file_sent_in_many_tallies_gives_the_same_groups() {
-    let db = TestDb::new("groups_flushes");
+    let db = test_db!("groups_flushes");
     fine_grid(&db);
     // The sample's trips ten times over, and a tally limit of 100 entries: the loader sends its tallies
     // every 50 trips (the points, two per trip, fill first), so each group gets several rows in the job;
@@ -219,7 +219,7 @@ fn a_file_sent_in_many_tallies_gives_the_same_groups() {
 
 #[test]
 fn unsupported_resolutions_are_refused_by_sql_too() {
-    let db = TestDb::new("groups_sql_errors");
+    let db = test_db!("groups_sql_errors");
     fine_grid(&db);
     db.trips(&["migrate"]).ok();
     let mut c = db.client();
@@ -242,7 +242,7 @@ fn unsupported_resolutions_are_refused_by_sql_too() {
 
 #[test]
 fn a_pg_cron_job_refreshes_the_snapshot() {
-    let db = TestDb::new("groups_cron");
+    let db = test_db!("groups_cron");
     fine_grid(&db);
     db.trips(&["ingest", sample().to_str().unwrap()]).ok();
     assert_eq!(db.count("SELECT count(*) FROM trip_groups"), 0);
@@ -286,7 +286,7 @@ fn a_pg_cron_job_refreshes_the_snapshot() {
 
 #[test]
 fn the_groups_command_shows_the_largest_and_explains_bad_resolutions() {
-    let db = TestDb::new("groups_cli");
+    let db = test_db!("groups_cli");
     fine_grid(&db);
     db.trips(&["ingest", &db.generate(20_000, 11)]).ok();
     let run = db.trips(&["groups", "--top", "3", "--json"]).ok();
@@ -349,7 +349,7 @@ fn the_groups_command_shows_the_largest_and_explains_bad_resolutions() {
 
 #[test]
 fn the_groups_command_reads_the_snapshot_only_while_it_is_current() {
-    let db = TestDb::new("groups_snapshot");
+    let db = test_db!("groups_snapshot");
     fine_grid(&db);
     db.trips(&["ingest", &db.generate(20_000, 12)]).ok();
     let top = |db: &TestDb| db.trips(&["groups", "--top", "10", "--json"]).ok().stdout;

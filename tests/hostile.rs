@@ -37,7 +37,7 @@ const MB: u64 = 1 << 20;
 
 #[test]
 fn far_apart_dates_keep_the_loader_small() {
-    let db = TestDb::new("dates");
+    let db = test_db!("dates");
     // 100,000 trips of which every 100th is dated 0001-01-01: their weeks span 2,000 years.
     let generated = std::fs::read_to_string(db.generate(100_000, 1)).unwrap();
     let mut csv = String::new();
@@ -74,7 +74,7 @@ fn far_apart_dates_keep_the_loader_small() {
 
 #[test]
 fn a_failed_file_leaves_no_names_and_the_name_limit_is_told() {
-    let db = TestDb::new("names");
+    let db = test_db!("names");
     // 40,000 distinct regions: a database keeps at most 32,767.
     let mut csv = format!("{HEADER}\n");
     for i in 0..40_000 {
@@ -141,7 +141,7 @@ fn a_failed_file_leaves_no_names_and_the_name_limit_is_told() {
 
 #[test]
 fn names_postgres_cannot_store_are_refused_by_the_parser_and_quoted_short() {
-    let db = TestDb::new("badnames");
+    let db = test_db!("badnames");
     let huge = "x".repeat(1_000_000);
     let csv = format!(
         "{HEADER}\n{GOOD}\n{huge},POINT (1 1),POINT (1 1),2018-03-01 10:00:00,src\n\
@@ -209,7 +209,7 @@ fn names_postgres_cannot_store_are_refused_by_the_parser_and_quoted_short() {
 
 #[test]
 fn one_endless_line_stops_at_the_record_limit_with_memory_bounded() {
-    let db = TestDb::new("endless");
+    let db = test_db!("endless");
     // 100 MB without a line break after the header.
     let path = db.dir.join("endless.csv");
     let mut f = std::fs::File::create(&path).unwrap();
@@ -249,7 +249,7 @@ fn one_endless_line_stops_at_the_record_limit_with_memory_bounded() {
 
 #[test]
 fn year_0000_is_refused_like_any_impossible_date() {
-    let db = TestDb::new("year0");
+    let db = test_db!("year0");
     let file = db.file(
         "y0.csv",
         format!("{HEADER}\nTurin,POINT (1 1),POINT (1 1),0000-03-01 10:00:00,src\n"),
@@ -269,7 +269,7 @@ fn year_0000_is_refused_like_any_impossible_date() {
 
 #[test]
 fn a_file_whose_every_record_is_rejected_fails_and_is_not_loaded_content() {
-    let db = TestDb::new("allbad");
+    let db = test_db!("allbad");
     let csv = format!(
         "{HEADER}\nTurin,POINT (1 1),POINT (1 1),2018-13-01 10:00:00,src\nTurin,POINT (1),POINT (1 1),2018-03-01 10:00:00,src\n"
     );
@@ -315,7 +315,7 @@ fn a_file_whose_every_record_is_rejected_fails_and_is_not_loaded_content() {
 
 #[test]
 fn a_password_is_redacted_where_it_is_a_password_not_in_file_names_or_dates() {
-    let db = TestDb::new("redact");
+    let db = test_db!("redact");
     db.trips(&["migrate"]).ok();
     // The test cluster trusts this login, so any password connects.
     for (password, name, want) in [
@@ -357,7 +357,7 @@ fn a_password_is_redacted_where_it_is_a_password_not_in_file_names_or_dates() {
 
 #[test]
 fn an_idle_helper_connection_never_loses_a_load() {
-    let db = TestDb::new("idle");
+    let db = test_db!("idle");
     db.trips(&["migrate"]).ok();
     let mut admin = db.client();
     admin
@@ -392,7 +392,7 @@ fn an_idle_helper_connection_never_loses_a_load() {
 
 #[test]
 fn compact_reports_a_merge_it_cannot_do_and_goes_on_with_the_others() {
-    let db = TestDb::new("compact");
+    let db = test_db!("compact");
     for seed in 1..=10 {
         let file = db.generate(200, seed);
         db.trips(&["ingest", "--no-compact", &file]).ok();
@@ -468,6 +468,9 @@ fn wait_for_text(file: &Path, text: &str) -> String {
 
 #[test]
 fn a_server_restart_fails_the_file_clearly_and_watch_and_the_loader_carry_on() {
+    if !common::have_cluster() {
+        return;
+    }
     let (url, restart) = restartable();
     let dir = std::env::temp_dir().join(format!("trips-restart-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

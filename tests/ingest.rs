@@ -14,7 +14,7 @@ fn committed(db: &TestDb) -> i64 {
 
 #[test]
 fn sample_loads_whole_and_reads_back_exactly() {
-    let db = TestDb::new("sample");
+    let db = test_db!("sample");
     let run = db.trips(&["ingest", sample().to_str().unwrap()]).ok();
     assert!(run.stderr.contains("loaded "), "{}", run.stderr);
     assert!(run.stderr.contains(": 100 trips in "), "{}", run.stderr);
@@ -101,7 +101,7 @@ fn sample_loads_whole_and_reads_back_exactly() {
 
 #[test]
 fn negative_coordinates_exponents_and_fractions_round_trip() {
-    let db = TestDb::new("numbers");
+    let db = test_db!("numbers");
     let file = db.file(
         "south.csv",
         format!(
@@ -126,7 +126,7 @@ fn negative_coordinates_exponents_and_fractions_round_trip() {
 
 #[test]
 fn each_kind_of_bad_record_fails_the_file_naming_line_and_column() {
-    let db = TestDb::new("bad");
+    let db = test_db!("bad");
     let cases: &[(&str, &[u8], &str)] = &[
         (
             "field count",
@@ -224,7 +224,7 @@ fn each_kind_of_bad_record_fails_the_file_naming_line_and_column() {
 
 #[test]
 fn bad_headers_and_empty_files() {
-    let db = TestDb::new("headers");
+    let db = test_db!("headers");
     let missing = db.file(
         "missing.csv",
         format!("region,origin_coord,destination_coord,datetime\n{GOOD}\n"),
@@ -268,7 +268,7 @@ fn bad_headers_and_empty_files() {
 
 #[test]
 fn quoted_commas_crlf_any_column_order_and_extra_columns() {
-    let db = TestDb::new("dialect");
+    let db = test_db!("dialect");
     let file = db.file(
         "crlf.csv",
         "datasource,note,region,datetime,destination_coord,origin_coord\r\n\
@@ -302,7 +302,7 @@ fn quoted_commas_crlf_any_column_order_and_extra_columns() {
 
 #[test]
 fn skip_invalid_loads_the_rest_and_writes_rejects() {
-    let db = TestDb::new("skip");
+    let db = test_db!("skip");
     let file = db.file(
         "mixed.csv",
         format!(
@@ -360,7 +360,7 @@ fn skip_invalid_loads_the_rest_and_writes_rejects() {
 
 #[test]
 fn reingest_is_skipped_force_loads_again_stdin_and_gzip_are_the_same_content() {
-    let db = TestDb::new("idempotent");
+    let db = test_db!("idempotent");
     let bytes = std::fs::read(sample()).unwrap();
     db.trips_stdin(&["ingest", "-"], &bytes).ok();
     assert_eq!(committed(&db), 100);
@@ -393,7 +393,7 @@ fn reingest_is_skipped_force_loads_again_stdin_and_gzip_are_the_same_content() {
 
 #[test]
 fn one_bad_file_among_several_sets_the_exit_status_but_not_the_others() {
-    let db = TestDb::new("several");
+    let db = test_db!("several");
     let bad = db.file("bad.csv", format!("{HEADER}\nnot,a,trip\n"));
     let run = db.trips(&["ingest", sample().to_str().unwrap(), &bad]);
     assert_eq!(run.code, 1, "{}", run.stderr);
@@ -402,7 +402,7 @@ fn one_bad_file_among_several_sets_the_exit_status_but_not_the_others() {
 
 #[test]
 fn concurrent_ingests_add_up_and_share_dimensions() {
-    let db = TestDb::new("concurrent");
+    let db = test_db!("concurrent");
     let files: Vec<String> = (1..=3).map(|seed| db.generate(20_000, seed)).collect();
     let children: Vec<_> = files
         .iter()
@@ -433,7 +433,7 @@ fn concurrent_ingests_add_up_and_share_dimensions() {
 
 #[test]
 fn a_killed_loader_commits_nothing_and_its_job_is_marked_failed() {
-    let db = TestDb::new("killed");
+    let db = test_db!("killed");
     let (mut child, stdin) = db.loader_mid_file(200_000, 7);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -468,7 +468,7 @@ fn a_killed_loader_commits_nothing_and_its_job_is_marked_failed() {
 
 #[test]
 fn a_changed_migration_is_refused() {
-    let db = TestDb::new("migrations");
+    let db = test_db!("migrations");
     db.trips(&["migrate"]).ok();
     db.client()
         .batch_execute("UPDATE schema_migrations SET sha256 = 'edited' WHERE version = 2")
@@ -487,7 +487,7 @@ fn a_changed_migration_is_refused() {
 /// refused with a sentence saying what it is and what to do, and nothing is changed.
 #[test]
 fn a_pre_release_database_is_told_to_be_recreated() {
-    let db = TestDb::new("pre_release");
+    let db = test_db!("pre_release");
     db.client()
         .batch_execute(
             "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
@@ -518,7 +518,7 @@ fn a_pre_release_database_is_told_to_be_recreated() {
 /// one; and db/README.md, the map of db/, names every file.
 #[test]
 fn each_function_is_defined_once_and_db_readme_names_every_file() {
-    let db = TestDb::new("db_readme");
+    let db = test_db!("db_readme");
     db.trips(&["migrate"]).ok();
     let functions: Vec<String> = db
         .client()
@@ -566,7 +566,7 @@ fn each_function_is_defined_once_and_db_readme_names_every_file() {
 
 #[test]
 fn connection_errors_say_where_but_never_the_password() {
-    let db = TestDb::new("connect");
+    let db = test_db!("connect");
     let run = db.trips(&[
         "--database-url",
         "postgresql://trips:hunter2@127.0.0.1:1/nothing",

@@ -32,7 +32,7 @@ fn run_psql(db: &TestDb) -> Vec<String> {
 
 #[test]
 fn the_sample_answers() {
-    let db = TestDb::new("queries");
+    let db = test_db!("queries");
     db.trips(&["ingest", sample().to_str().unwrap()]).ok();
     let lines = run_psql(&db);
     assert_eq!(
@@ -85,7 +85,7 @@ fn query_pairs() -> Vec<(String, String)> {
 
 #[test]
 fn fast_answers_equal_the_plain_scans_on_generated_data_and_ties() {
-    let db = TestDb::new("queries_agree");
+    let db = test_db!("queries_agree");
     let pairs = query_pairs();
     assert_eq!(
         pairs.len(),
@@ -132,7 +132,7 @@ fn fast_answers_equal_the_plain_scans_on_generated_data_and_ties() {
 
 #[test]
 fn incremental_rollups_equal_a_rebuild_from_the_trips() {
-    let db = TestDb::new("rollups");
+    let db = test_db!("rollups");
     db.load_several_files(5000);
     let mut client = db.client();
     // Every rollup and tally, with the rows of a key in several pieces (or several rows of a piece)

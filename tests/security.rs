@@ -27,7 +27,7 @@ fn assert_denied(client: &mut postgres::Client, sql: &str) {
 
 #[test]
 fn a_loader_login_ingests_and_watches_and_can_change_nothing_else() {
-    let db = TestDb::new("loader");
+    let db = test_db!("loader");
     db.trips(&["roles"]).ok();
     db.trips(&["roles"]).ok(); // idempotent
     let loader = db.login("trips_loader");
@@ -86,7 +86,7 @@ fn a_loader_login_ingests_and_watches_and_can_change_nothing_else() {
 
 #[test]
 fn a_reader_login_queries_and_is_refused_every_write() {
-    let db = TestDb::new("reader");
+    let db = test_db!("reader");
     db.trips(&["ingest", sample().to_str().unwrap()]).ok();
     let reader = db.login("trips_reader");
 
@@ -155,7 +155,7 @@ fn a_reader_login_queries_and_is_refused_every_write() {
 
 #[test]
 fn a_non_owner_meeting_an_older_schema_is_told_who_must_migrate() {
-    let db = TestDb::new("oldschema");
+    let db = test_db!("oldschema");
     db.trips(&["migrate"]).ok();
     let reader = db.login("trips_reader");
     // As if this binary were newer than the database: its last migration is not recorded there.
@@ -200,7 +200,7 @@ fn url_with(db: &TestDb, host: &str, params: &str) -> String {
 
 #[test]
 fn tls_modes_encrypt_verify_and_refuse_like_libpq() {
-    let db = TestDb::new("tls");
+    let db = test_db!("tls");
     db.trips(&["migrate"]).ok();
     let ca = tls_dir().join("ca.crt");
     let other = tls_dir().join("other-ca.crt");
@@ -346,7 +346,7 @@ fn require_against_a_server_without_tls_fails_with_a_clear_message() {
             }
         }
     });
-    let db = TestDb::new("notls");
+    let db = test_db!("notls");
     let r = db.trips_with(
         &format!("postgresql://trips@127.0.0.1:{port}/x?sslmode=require"),
         &["jobs"],
@@ -362,7 +362,7 @@ fn require_against_a_server_without_tls_fails_with_a_clear_message() {
 
 #[test]
 fn passwords_come_from_the_url_pgpassword_or_the_password_file_and_never_show() {
-    let db = TestDb::new("secrets");
+    let db = test_db!("secrets");
     db.trips(&["migrate"]).ok();
     let secret = "Pw'; DROP TABLE trips; --%41";
     let mut admin = postgres::Client::connect(&admin_url(), postgres::NoTls).unwrap();
@@ -469,7 +469,7 @@ fn passwords_come_from_the_url_pgpassword_or_the_password_file_and_never_show() 
 
 #[test]
 fn hostile_names_are_data_stored_and_shown_verbatim() {
-    let db = TestDb::new("hostile");
+    let db = test_db!("hostile");
     let regions = [
         "'); DROP TABLE trips; --",
         "Zürich \"Altstadt\" 東京 ✓",

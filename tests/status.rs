@@ -47,7 +47,7 @@ fn states(events: &[Value]) -> Vec<String> {
 
 #[test]
 fn a_successful_file_reports_each_step_in_order() {
-    let db = TestDb::new("status_ok");
+    let db = test_db!("status_ok");
     db.trips(&["migrate"]).ok();
     let mut client = listener(&db);
     let file = db.generate(5000, 1);
@@ -81,7 +81,7 @@ fn a_successful_file_reports_each_step_in_order() {
 
 #[test]
 fn a_bad_record_reports_failed_with_its_line_and_commits_nothing() {
-    let db = TestDb::new("status_bad");
+    let db = test_db!("status_bad");
     db.trips(&["migrate"]).ok();
     let mut client = listener(&db);
     let file = db.file(
@@ -101,7 +101,7 @@ fn a_bad_record_reports_failed_with_its_line_and_commits_nothing() {
 
 #[test]
 fn a_reingested_file_reports_skipped_and_skip_mode_reports_rejected() {
-    let db = TestDb::new("status_skip");
+    let db = test_db!("status_skip");
     db.trips(&["migrate"]).ok();
     let mut client = listener(&db);
     let sample = sample();
@@ -135,7 +135,7 @@ fn a_reingested_file_reports_skipped_and_skip_mode_reports_rejected() {
 
 #[test]
 fn ingest_json_prints_the_payloads_it_receives() {
-    let db = TestDb::new("status_json");
+    let db = test_db!("status_json");
     let run = db
         .trips(&["ingest", "--json", sample().to_str().unwrap()])
         .ok();
@@ -152,7 +152,7 @@ fn ingest_json_prints_the_payloads_it_receives() {
 
 #[test]
 fn a_killed_loader_ends_failed_with_an_event_and_watch_reports_it() {
-    let db = TestDb::new("status_killed");
+    let db = test_db!("status_killed");
     db.trips(&["migrate"]).ok();
     let mut client = listener(&db);
     let (mut child, stdin) = db.loader_mid_file(100_000, 5);
@@ -176,7 +176,7 @@ fn a_killed_loader_ends_failed_with_an_event_and_watch_reports_it() {
 
 #[test]
 fn watch_job_waits_for_the_job_and_exits_with_its_outcome() {
-    let db = TestDb::new("status_watch");
+    let db = test_db!("status_watch");
     db.trips(&["migrate"]).ok();
     // Job 1 does not exist yet: watch waits for it.
     let watcher = db
@@ -215,7 +215,7 @@ fn watch_job_waits_for_the_job_and_exits_with_its_outcome() {
 
 #[test]
 fn long_errors_are_cut_to_fit_a_notification_and_jobs_lists_them() {
-    let db = TestDb::new("status_long");
+    let db = test_db!("status_long");
     db.trips(&["migrate"]).ok();
     let mut client = listener(&db);
     client

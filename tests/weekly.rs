@@ -220,7 +220,7 @@ const BY: [&str; 4] = ["origin", "destination", "both", "either"];
 
 #[test]
 fn the_sample_region_averages() {
-    let db = TestDb::new("weekly_sample");
+    let db = test_db!("weekly_sample");
     db.trips(&["ingest", sample().to_str().unwrap()]).ok();
     assert_eq!(
         db.rows(
@@ -250,7 +250,7 @@ fn the_sample_region_averages() {
 
 #[test]
 fn weekly_avg_equals_the_plain_sql_on_edges_weeks_and_windows() {
-    let db = TestDb::new("weekly_property");
+    let db = test_db!("weekly_property");
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     // Three files, not merged, and a tiny tally limit: the loader sends its tallies many times per
     // file, so a cell has several rows in a piece and rows in several pieces.
@@ -289,7 +289,7 @@ fn weekly_avg_equals_the_plain_sql_on_edges_weeks_and_windows() {
 
 #[test]
 fn weekly_counts_equal_the_plain_sql_week_by_week() {
-    let db = TestDb::new("weekly_counts");
+    let db = test_db!("weekly_counts");
     let mut rng = Rng(0x5eed_1234_abcd_0002);
     db.trips(&["ingest", &db.file("a.csv", trips_csv(&mut rng, 1500))])
         .ok();
@@ -347,7 +347,7 @@ fn weekly_counts_equal_the_plain_sql_week_by_week() {
 
 #[test]
 fn a_second_ingest_is_counted_at_once() {
-    let db = TestDb::new("weekly_second");
+    let db = test_db!("weekly_second");
     let mut rng = Rng(0x5eed_1234_abcd_0003);
     let mut client = db.client();
     db.trips(&["ingest", &db.file("a.csv", trips_csv(&mut rng, 400))])
@@ -400,7 +400,7 @@ fn a_second_ingest_is_counted_at_once() {
 
 #[test]
 fn other_srids_are_transformed_and_multipolygons_work() {
-    let db = TestDb::new("weekly_srid");
+    let db = test_db!("weekly_srid");
     let mut rng = Rng(0x5eed_1234_abcd_0004);
     db.trips(&["ingest", &db.file("a.csv", trips_csv(&mut rng, 1000))])
         .ok();
@@ -428,7 +428,7 @@ fn other_srids_are_transformed_and_multipolygons_work() {
 
 #[test]
 fn bad_questions_get_clear_errors() {
-    let db = TestDb::new("weekly_errors");
+    let db = test_db!("weekly_errors");
     db.trips(&["ingest", sample().to_str().unwrap()]).ok();
     let cases: [(&[&str], &str); 10] = [
         (&["--bbox", "7.8,44.9,7.5,45.2"], "has min >= max"),
@@ -486,7 +486,7 @@ fn bad_questions_get_clear_errors() {
 
 #[test]
 fn the_cli_prints_the_window_and_its_weeks() {
-    let db = TestDb::new("weekly_cli");
+    let db = test_db!("weekly_cli");
     db.trips(&["ingest", sample().to_str().unwrap()]).ok();
     let run = db
         .trips(&["weekly-avg", "--bbox", "7.5,44.9,7.8,45.2", "--weeks"])
@@ -659,6 +659,9 @@ fn boxes_count_crowded_cells_exactly_from_one_file_or_many_before_and_after_merg
         );
         counts
     };
+    if !common::have_cluster() {
+        return;
+    }
     let (one, many) = one_file_and_many("weekly_crowded", &csv, 12);
     let answers = check(&one, "one file");
     assert_eq!(check(&many, "twelve files"), answers);
@@ -784,6 +787,9 @@ fn both_and_either_are_exact_from_one_file_or_many_before_and_after_merges() {
         );
         out
     };
+    if !common::have_cluster() {
+        return;
+    }
     let (one, many) = one_file_and_many("weekly_pairs", &csv, 20);
     let expected = answers(&one, "one file");
     assert_eq!(answers(&many, "twenty files"), expected);
@@ -804,7 +810,7 @@ fn piece_tables(db: &TestDb) -> (i64, i64) {
 
 #[test]
 fn a_merge_killed_at_any_moment_changes_nothing_and_readers_are_not_held_up() {
-    let db = TestDb::new("weekly_merge_kill");
+    let db = test_db!("weekly_merge_kill");
     let mut rng = Rng(0x5eed_1234_abcd_0008);
     let csv = trips_csv(&mut rng, 20_000);
     let parts = split_csv(&db, &csv, 20);
@@ -1005,7 +1011,7 @@ fn slanted_points(rng: &mut Rng, t: &[(i64, i64); 3], n: usize) -> Vec<(i64, i64
 
 #[test]
 fn polygons_count_points_on_and_beside_slanted_edges_exactly() {
-    let db = TestDb::new("weekly_slanted");
+    let db = test_db!("weekly_slanted");
     let mut rng = Rng(0x5eed_1234_abcd_0007);
     let deg = |v: i64| format!("{}.{:07}", v / 10_000_000, v % 10_000_000);
     // A triangle's closed ring, as WKT.

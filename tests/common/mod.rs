@@ -18,6 +18,36 @@ pub fn admin_url() -> String {
     )
 }
 
+/// Whether the test cluster of scripts/test.sh is there (TRIPS_TEST_ADMIN_URL). Without it, a test that
+/// needs it returns at once (see `test_db!`), and one sentence says why, once per test program: a plain
+/// `cargo test` then runs the unit tests and says what to run for the rest.
+pub fn have_cluster() -> bool {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    let there = std::env::var_os("TRIPS_TEST_ADMIN_URL").is_some();
+    if !there {
+        // Written to stderr directly: the test harness would capture eprintln! of a passing test.
+        SAID.call_once(|| {
+            let _ = std::io::stderr().write_all(
+                b"skipping the tests that need PostGIS: run scripts/test.sh, which starts a throwaway \
+                  cluster for them\n",
+            );
+        });
+    }
+    there
+}
+
+/// `let db = test_db!("tag");`: a TestDb, or, without the test cluster, return from the test at once.
+#[macro_export]
+macro_rules! test_db {
+    ($tag:expr) => {
+        if common::have_cluster() {
+            common::TestDb::new($tag)
+        } else {
+            return;
+        }
+    };
+}
+
 /// The bundled 100-row sample.
 pub fn sample() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/trips.csv")

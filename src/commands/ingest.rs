@@ -1,0 +1,178 @@
+//! `trips ingest`: files handed out to -j workers, each loading one file after another on its own two
+//! connections (ingest/), telling each outcome, connecting again after a lost connection.
+
+use super::compact::merge;
+use crate::error::{EXIT_FILE_FAILED, usage};
+use crate::ingest::{self, Outcome};
+use crate::{QUIET, cli, conninfo, db, status};
+use anyhow::{Context, Result};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+pub fn run(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
+    if !(args.progress_secs >= 0.0 && args.progress_secs.is_finite()) {
+        return Err(usage(format!(
+            "--progress-secs must be a number of seconds >= 0, got {}",
+            args.progress_secs
+        )));
+    }
+    let opts = ingest::Options {
+        skip_invalid: args.skip_invalid,
+        force: args.force,
+        rejects_dir: args.rejects_dir.clone(),
+        progress_every: Duration::from_secs_f64(args.progress_secs),
+        progress_rows: args.progress_rows,
+        tally_limit: args.tally_limit as usize,
+    };
+    let workers = usize::from(args.jobs).min(args.files.len());
+    let draw = if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        cli::Progress::Never
+    } else if args.progress == cli::Progress::Auto && workers > 1 {
+        // Several live lines would overwrite each other: one line per event instead.
+        cli::Progress::Lines
+    } else {
+        args.progress
+    };
+    let queue = Queue {
+        files: &args.files,
+        next: AtomicUsize::new(0),
+    };
+    let failed = AtomicUsize::new(0);
+    // Each worker takes the next file not yet taken, with connections of its own, until none is left.
+    let results: Vec<Result<()>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..workers)
+            .map(|_| scope.spawn(|| ingest_worker(url, args, &opts, draw, &queue, &failed)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("an ingest worker panicked"))
+            .collect()
+    });
+    if let Some(peak) = peak_memory() {
+        log::debug!("peak resident memory: {peak} bytes");
+    }
+    results.into_iter().collect::<Result<()>>()?;
+    Ok(if failed.load(Ordering::Relaxed) > 0 {
+        ExitCode::from(EXIT_FILE_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The files of one `trips ingest`, handed out one at a time to its workers.
+struct Queue<'a> {
+    files: &'a [String],
+    next: AtomicUsize,
+}
+
+impl Queue<'_> {
+    fn take(&self) -> Option<&str> {
+        self.files
+            .get(self.next.fetch_add(1, Ordering::Relaxed))
+            .map(String::as_str)
+    }
+
+    /// The files no worker has taken yet; none will be.
+    fn give_up(&self) -> Vec<&str> {
+        let from = self.next.swap(self.files.len(), Ordering::Relaxed);
+        self.files
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+/// Loads files from the queue one after another on its own two connections, and tells each outcome.
+fn ingest_worker(
+    url: &str,
+    args: &cli::IngestArgs,
+    opts: &ingest::Options,
+    draw: cli::Progress,
+    queue: &Queue,
+    failed: &AtomicUsize,
+) -> Result<()> {
+    let Some(mut file) = queue.take() else {
+        return Ok(());
+    };
+    let (mut control, mut load) = ingest_connections(url)?;
+    let mut printer = status::Printer::for_ingest(args.json, draw);
+    loop {
+        match ingest::ingest_file(&mut control, &mut load, file, opts, &mut printer)? {
+            Outcome::Loaded {
+                job,
+                rows,
+                rejected,
+                rejects_file,
+                seconds,
+            } => {
+                let rejects = match rejects_file {
+                    Some(p) => format!(", {rejected} rejected (see {})", p.display()),
+                    None => String::new(),
+                };
+                say!(
+                    "loaded {file}: {rows} trips in {seconds:.2} s ({:.0} rows/s){rejects} [job {job}]",
+                    rows as f64 / seconds.max(1e-9)
+                );
+                if !args.no_compact {
+                    // The trips are committed and visible: a failed merge loses nothing and changes no
+                    // answer, so it is reported and the load still counts as done.
+                    if let Err(e) = merge(&mut load, None) {
+                        eprintln!(
+                            "warning: job {job} is loaded, but merging pieces failed (answers are the \
+                             same; `trips compact` tries again): {}",
+                            conninfo::redact(&format!("{e:#}"))
+                        );
+                    }
+                }
+            }
+            Outcome::Skipped { job, earlier } => say!(
+                "skipped {file}: this content was already loaded by job {earlier} (use --force to load it again) [job {job}]"
+            ),
+            Outcome::Failed { job, error } => {
+                failed.fetch_add(1, Ordering::Relaxed);
+                let job = job.map(|j| format!(" [job {j}]")).unwrap_or_default();
+                // A job's error was redacted where it is stored (ingest.rs); opening a file names only the file.
+                eprintln!("error: failed to load {file}{job}: {error}");
+            }
+        }
+        let Some(next) = queue.take() else {
+            return Ok(());
+        };
+        if control.is_closed() || load.is_closed() {
+            // A lost connection failed the file it was loading; the next waits for the database.
+            let lost = anyhow::anyhow!("while loading {file}");
+            (control, load) = db::reconnect(&lost, Some(RECONNECT_FOR), || ingest_connections(url))
+                .with_context(|| {
+                    let mut left = vec![next];
+                    left.extend(queue.give_up());
+                    format!(
+                        "while connecting again after a lost connection; not loaded: {}",
+                        left.join(", ")
+                    )
+                })?;
+        }
+        file = next;
+    }
+}
+
+/// The most memory this process has held resident (VmHWM, Linux), in bytes.
+fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// How long `trips ingest` tries to connect again after a lost connection before it gives up on the files
+/// left (a server restart takes seconds; a failover, maybe a minute).
+const RECONNECT_FOR: Duration = Duration::from_secs(120);
+
+/// The loader's two connections (ingest.rs): the job's, listening for status, and the file's.
+fn ingest_connections(url: &str) -> Result<(postgres::Client, postgres::Client)> {
+    let mut control = db::open(url)?;
+    status::listen(&mut control)?;
+    Ok((control, db::connect(url)?))
+}

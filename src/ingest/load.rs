@@ -1,0 +1,390 @@
+//! The file's one transaction: its pieces made, every record read, validated and COPYed, the tallies sent,
+//! and `ingest_finish` run, which commits the file with its job's `done` (db/007_pieces.sql).
+
+use super::names::{self, Dim, Names};
+use super::rejects::{Rejects, open_rejects};
+use super::tally::{Grid, Tallies};
+use super::{Options, relay};
+use crate::copy::RowEncoder;
+use crate::input::{self, Input};
+use crate::parse::{self, Invalid, Layout};
+use crate::status::{Printer, human_bytes};
+use anyhow::{Context, Result, anyhow};
+use csv::ByteRecord;
+use postgres::Client;
+use std::time::Instant;
+
+/// The CSV parser's buffer.
+const CSV_BUFFER: usize = 1 << 18;
+
+/// The job's pieces (db/007_pieces.sql), attached as partitions when the load finishes.
+struct Pieces {
+    trips: String,
+    cells: String,
+    groups: String,
+}
+
+pub struct Loader<'a> {
+    pub(super) control: &'a mut Client,
+    pub(super) printer: &'a mut Printer,
+    pub(super) job: i32,
+    pub(super) opts: &'a Options,
+    pub(super) name: &'a str,
+    pub(super) rows: i64,
+    pub(super) rejected: i64,
+    pub(super) names: Names,
+    pub(super) rejects: Option<Rejects>,
+    pub(super) last_progress: Instant,
+    pub(super) bytes_read: std::rc::Rc<std::cell::Cell<u64>>,
+    /// Set when COMMIT is sent: a connection lost after that leaves the outcome unknown.
+    pub(super) committing: bool,
+}
+
+impl Loader<'_> {
+    /// Runs the file's transaction. Returns `Some((earlier job, sha))` when the content was already loaded
+    /// (the transaction is then rolled back), `None` when the file's trips are committed.
+    pub(super) fn load(
+        &mut self,
+        load: &mut Client,
+        input: Input,
+    ) -> Result<Option<(i32, String)>> {
+        let mut tx = load.transaction()?;
+        let begun = tx
+            .query_one(
+                "SELECT trips, cells, groups FROM ingest_begin($1)",
+                &[&self.job],
+            )
+            .context("while creating the job's tables")?;
+        let tables = Pieces {
+            trips: begun.get(0),
+            cells: begun.get(1),
+            groups: begun.get(2),
+        };
+        let mut copy = copy_into(&mut tx, &tables.trips, true)?;
+        let mut records = Records::new(self.name, input);
+        let mut record = ByteRecord::new();
+        let layout = self.header(&mut records, &mut record)?;
+        let mut rows = RowEncoder::new();
+        let mut tallies = Tallies::new(Grid::read(self.control)?);
+        while records.next(&mut record)? {
+            match parse::trip(&layout, &record) {
+                Ok(trip) => {
+                    let (name, layout, record) = (self.name, &layout, &record);
+                    let at = |dim| move || names::location(name, layout, record, dim);
+                    let region =
+                        self.names
+                            .key(self.control, Dim::Region, trip.region, at(Dim::Region))?;
+                    let source = self.names.key(
+                        self.control,
+                        Dim::Datasource,
+                        trip.datasource,
+                        at(Dim::Datasource),
+                    )?;
+                    rows.trip(self.job, region, source, &trip);
+                    tallies.add(region, source, &trip);
+                    self.rows += 1;
+                    if rows.is_full() {
+                        rows.write_to(&mut copy)
+                            .context("while sending rows to the database")?;
+                    }
+                    if tallies.len() >= self.opts.tally_limit {
+                        // One COPY at a time per connection: close the trips' COPY, send the tallies,
+                        // open it again.
+                        rows.finish(&mut copy)
+                            .context("while sending rows to the database")?;
+                        copy.finish().context("while finishing the COPY")?;
+                        self.copy_tallies(&mut tx, &tables, &mut tallies)?;
+                        rows = RowEncoder::new();
+                        copy = copy_into(&mut tx, &tables.trips, true)?;
+                    }
+                }
+                Err(invalid) => self.refuse(&layout, &record, invalid)?,
+            }
+            if self.progress_due() {
+                self.progress("loading")?;
+            }
+        }
+        rows.finish(&mut copy)
+            .context("while sending rows to the database")?;
+        copy.finish().context("while finishing the COPY")?;
+        self.copy_tallies(&mut tx, &tables, &mut tallies)?;
+        self.check_something_loaded()?;
+        self.progress("finishing")?;
+        let sha = records.sha256_hex();
+        match self.finish(&mut tx, &sha, &tallies)? {
+            Some(earlier) => {
+                tx.rollback()?;
+                Ok(Some((earlier, sha)))
+            }
+            None => {
+                self.committing = true;
+                tx.commit().context("while committing the trips")?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Reads the header into a layout of the columns, or fails the file.
+    fn header(&self, records: &mut Records, record: &mut ByteRecord) -> Result<Layout> {
+        if !records.next(record)? {
+            return Err(anyhow!(
+                "{}: the file is empty; expected a header line naming {}",
+                self.name,
+                parse::COLUMNS.join(",")
+            ));
+        }
+        let layout = parse::layout(record).map_err(|e| anyhow!("{}:1: {e}", self.name))?;
+        if !layout.ignored.is_empty() {
+            log::warn!(
+                "{}: ignoring column(s) {} (not used by trips)",
+                self.name,
+                layout.ignored.join(", ")
+            );
+        }
+        Ok(layout)
+    }
+
+    /// A file that loads no trip because every record was refused is a failure, not loaded content.
+    fn check_something_loaded(&mut self) -> Result<()> {
+        if let Some(r) = &mut self.rejects {
+            r.writer
+                .flush()
+                .with_context(|| format!("while writing {}", r.path.display()))?;
+            if self.rows == 0 {
+                return Err(anyhow!(
+                    "{}: all {} records were rejected, so nothing was loaded; {} says why for each. \
+                     Fix the file and load it again",
+                    self.name,
+                    self.rejected,
+                    r.path.display()
+                ));
+            }
+        }
+        if self.rows == 0 {
+            log::warn!("{}: no trips in the file (only a header)", self.name);
+        }
+        Ok(())
+    }
+
+    /// Whether progress is due after this record: every --progress-rows records, or by time.
+    fn progress_due(&self) -> bool {
+        let checked = (self.rows + self.rejected) as u64;
+        match self.opts.progress_rows {
+            Some(n) => checked.is_multiple_of(n),
+            None => {
+                checked.is_multiple_of(1024)
+                    && !self.opts.progress_every.is_zero()
+                    && self.last_progress.elapsed() >= self.opts.progress_every
+            }
+        }
+    }
+
+    /// ingest_finish (db/007_pieces.sql): the job's pieces attached, the small rollups added, the job done;
+    /// or, if a done job already holds this content, that job's id.
+    fn finish(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        sha: &str,
+        tallies: &Tallies,
+    ) -> Result<Option<i32>> {
+        let (s_region, s_source, s_trips, s_first, s_last) = tallies.stats_columns();
+        let (w_region, w_week, w_trips) = tallies.region_week_columns();
+        Ok(tx
+            .query_one(
+                "SELECT ingest_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                &[
+                    &self.job,
+                    &sha,
+                    &self.rows,
+                    &self.rejected,
+                    &s_region,
+                    &s_source,
+                    &s_trips,
+                    &s_first,
+                    &s_last,
+                    &w_region,
+                    &w_week,
+                    &w_trips,
+                ],
+            )
+            .context("while committing the trips")?
+            .get(0))
+    }
+
+    /// Sends the group tally and the cell tally to the database, and empties both. A group or cell met
+    /// again later in the file gets another row; readers add them up and merges fold them.
+    fn copy_tallies(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        tables: &Pieces,
+        tallies: &mut Tallies,
+    ) -> Result<()> {
+        let Tallies { groups, cells, .. } = tallies;
+        let started = Instant::now();
+        let job = self.job;
+        let (tallied, cell_weeks) = (groups.0.len(), cells.0.len());
+        let copy = copy_into(tx, &tables.groups, true)?;
+        copy_rows(
+            copy,
+            "group tallies",
+            groups.sorted_groups(),
+            |rows, (key, trips, first, last)| {
+                let trips = i32::try_from(trips)
+                    .context("a group holds more than 2^31 trips of one file; split the file")?;
+                rows.group(job, key, trips, first, last);
+                Ok(())
+            },
+        )?;
+        groups.0.clear();
+        let copy = copy_into(tx, &tables.cells, true)?;
+        copy_rows(
+            copy,
+            "cell tallies",
+            cells.drain_sorted(),
+            |rows, (key, trips, weeks, week_trips)| {
+                rows.cell(job, &key, trips, &weeks, &week_trips);
+                Ok(())
+            },
+        )?;
+        log::debug!(
+            "sent the groups of {tallied} trips and {cell_weeks} cell-weeks in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    /// A bad record: fail the file, or with --skip-invalid write it to the rejects file and go on.
+    fn refuse(&mut self, layout: &Layout, record: &ByteRecord, invalid: Invalid) -> Result<()> {
+        let line = record.position().map_or(0, |p| p.line());
+        if !self.opts.skip_invalid {
+            return Err(anyhow!(
+                "{}:{line}: {invalid}. Nothing of this file was committed; fix the record, or rerun with \
+                 --skip-invalid to load the valid records and write the others to a rejects file",
+                self.name
+            ));
+        }
+        self.rejected += 1;
+        let rejects = match &mut self.rejects {
+            Some(r) => r,
+            None => self
+                .rejects
+                .insert(open_rejects(self.opts, self.name, self.job, layout)?),
+        };
+        let mut row = ByteRecord::new();
+        row.push_field(line.to_string().as_bytes());
+        row.push_field(invalid.to_string().as_bytes());
+        row.extend(record.iter());
+        rejects
+            .writer
+            .write_byte_record(&row)
+            .with_context(|| format!("while writing {}", rejects.path.display()))
+    }
+
+    /// Writes the counters to the job row, which notifies every listener, and shows what comes back.
+    fn progress(&mut self, state: &str) -> Result<()> {
+        let bytes = self.bytes_read.get() as i64;
+        let rejects_file = self.rejects.as_ref().map(|r| r.path.display().to_string());
+        self.control
+            .execute(
+                "UPDATE ingest_jobs
+                    SET state = $2, rows = $3, rejected = $4, bytes = $5, rejects_file = $6
+                  WHERE id = $1",
+                &[
+                    &self.job,
+                    &state,
+                    &self.rows,
+                    &self.rejected,
+                    &bytes,
+                    &rejects_file,
+                ],
+            )
+            .context("while recording progress")?;
+        self.last_progress = Instant::now();
+        relay(self.control, self.printer, self.job)?;
+        Ok(())
+    }
+}
+
+/// Starts a binary COPY; `freeze` for a table created in this transaction (rows are written frozen).
+fn copy_into<'a>(
+    tx: &'a mut postgres::Transaction<'_>,
+    table: &str,
+    freeze: bool,
+) -> Result<postgres::CopyInWriter<'a>> {
+    let freeze = if freeze { ", FREEZE" } else { "" };
+    tx.copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary{freeze})"))
+        .with_context(|| format!("while starting the COPY into {table}"))
+}
+
+/// Encodes `items` with `encode` into an open COPY and finishes it; `what` names the rows in errors.
+fn copy_rows<T>(
+    mut copy: postgres::CopyInWriter<'_>,
+    what: &str,
+    items: impl IntoIterator<Item = T>,
+    mut encode: impl FnMut(&mut RowEncoder, T) -> Result<()>,
+) -> Result<()> {
+    let sending = || format!("while sending {what} to the database");
+    let mut rows = RowEncoder::new();
+    for item in items {
+        encode(&mut rows, item)?;
+        if rows.is_full() {
+            rows.write_to(&mut copy).with_context(sending)?;
+        }
+    }
+    rows.finish(&mut copy).with_context(sending)?;
+    copy.finish()
+        .with_context(|| format!("while finishing the COPY of {what}"))?;
+    Ok(())
+}
+
+/// The file's CSV records, each bounded by the record limit (input.rs): a record longer than that fails the
+/// file naming the line where it starts, with memory bounded by it.
+struct Records<'a> {
+    name: &'a str,
+    csv: csv::Reader<Hashed>,
+    limit: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+type Hashed = input::Hashing<input::Bounded<Box<dyn std::io::Read>>>;
+
+impl<'a> Records<'a> {
+    fn new(name: &'a str, input: Input) -> Records<'a> {
+        let csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(CSV_BUFFER)
+            .from_reader(input.reader);
+        Records {
+            name,
+            csv,
+            limit: input.read_limit,
+        }
+    }
+
+    /// Reads the next record into `record`; false at the end of the file.
+    fn next(&mut self, record: &mut ByteRecord) -> Result<bool> {
+        let (name, line) = (self.name, self.csv.position().line());
+        let more = self.csv.read_byte_record(record).map_err(|e| {
+            if input::is_record_too_long(&e) {
+                anyhow!(
+                    "{name}:{line}: the record that starts on this line is longer than {} (the most a \
+                     record may hold); nothing of this file was committed. A record is one line (a \
+                     quoted value may span lines): check that the file has line breaks and no unclosed \
+                     quote",
+                    human_bytes(input::MAX_RECORD_BYTES)
+                )
+            } else {
+                anyhow!(e).context(format!("while reading {name} at line {line}"))
+            }
+        })?;
+        // The parser may read a buffer ahead of the next record, and that record up to the limit.
+        self.limit
+            .set(self.csv.position().byte() + input::MAX_RECORD_BYTES + CSV_BUFFER as u64);
+        Ok(more)
+    }
+
+    /// SHA-256 of the content read.
+    fn sha256_hex(self) -> String {
+        self.csv.into_inner().sha256_hex()
+    }
+}

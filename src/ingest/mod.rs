@@ -1,0 +1,239 @@
+//! Loading one file as one ingest job: atomic, idempotent, with clear errors for bad records.
+//!
+//! Two connections are used. `control` runs in autocommit: it opens the job (and holds the job's session
+//! lock, see db/003_ingest_jobs.sql), hands out region/datasource keys, and writes progress and failures,
+//! all visible to others at once. `load` runs the file's single transaction (db/007_pieces.sql):
+//! `ingest_begin` makes the job's empty pieces, every valid row is binary-COPYed into the trips' piece, the
+//! tallies counted while streaming (trips per cell and week, per group, per region and week, per region and
+//! datasource) into theirs, and `ingest_finish` indexes and attaches the pieces, adds the small rollups and
+//! marks the job done in the same commit. Any error before that commit rolls the whole file back.
+
+//!
+//! The stages, one file each: `load.rs` the transaction and the record loop, `names.rs` the keys of region
+//! and datasource names, `tally.rs` what is counted while streaming, `rejects.rs` the rejects file.
+
+mod load;
+mod names;
+mod rejects;
+mod tally;
+
+pub use tally::Grid;
+
+use crate::input;
+use crate::status::{self, Printer};
+use anyhow::{Context, Result};
+use load::Loader;
+use postgres::Client;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub struct Options {
+    /// Load the valid records and write the others to a rejects file, instead of failing the file.
+    pub skip_invalid: bool,
+    /// Load even if a done job already holds the same content.
+    pub force: bool,
+    /// Where rejects files go.
+    pub rejects_dir: PathBuf,
+    /// How often progress is written to the job row (and so notified); zero: only state changes.
+    pub progress_every: Duration,
+    /// Instead of by time, write progress every this many records (deterministic, for tests).
+    pub progress_rows: Option<u64>,
+    /// Send the group tally and the cell tally to the database once either holds this many entries, so
+    /// the loader's memory stays bounded whatever the file's size.
+    pub tally_limit: usize,
+}
+
+pub enum Outcome {
+    Loaded {
+        job: i32,
+        rows: i64,
+        rejected: i64,
+        rejects_file: Option<PathBuf>,
+        seconds: f64,
+    },
+    Skipped {
+        job: i32,
+        earlier: i32,
+    },
+    Failed {
+        job: Option<i32>,
+        error: String,
+    },
+}
+
+/// Loads one file. Errors of the file itself come back as `Outcome::Failed` (and are recorded in the job);
+/// an `Err` means the database could not be reached to record anything.
+pub fn ingest_file(
+    control: &mut Client,
+    load: &mut Client,
+    name: &str,
+    opts: &Options,
+    printer: &mut Printer,
+) -> Result<Outcome> {
+    let input = match input::open(name) {
+        Ok(input) => input,
+        Err(e) => {
+            return Ok(Outcome::Failed {
+                job: None,
+                error: format!("{e:#}"),
+            });
+        }
+    };
+    let total_bytes = input.total_bytes.map(|b| b as i64);
+    let job: i32 = control
+        .query_one(
+            "SELECT ingest_job_open($1, $2, $3)",
+            &[&name, &total_bytes, &opts.force],
+        )
+        .context("while recording the ingest job")?
+        .get(0);
+    control.execute(
+        "UPDATE ingest_jobs SET state = 'loading' WHERE id = $1",
+        &[&job],
+    )?;
+    relay(control, printer, job)?;
+    let started = Instant::now();
+    let mut loader = Loader {
+        control,
+        printer,
+        job,
+        opts,
+        name,
+        rows: 0,
+        rejected: 0,
+        names: names::Names::default(),
+        rejects: None,
+        last_progress: started,
+        bytes_read: input.bytes_read.clone(),
+        committing: false,
+    };
+    let result = loader.load(load, input);
+    let (rows, rejected, rejects) = (loader.rows, loader.rejected, loader.rejects.take());
+    let committing = loader.committing;
+    let rejects_file = rejects.map(|r| r.path);
+    let outcome = match result {
+        Ok(None) => Outcome::Loaded {
+            job,
+            rows,
+            rejected,
+            rejects_file,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+        Ok(Some((earlier, sha))) => {
+            control.execute(
+                "UPDATE ingest_jobs
+                    SET state = 'skipped', duplicate_of = $2, content_sha256 = $3, rows = 0, finished_at = now()
+                  WHERE id = $1",
+                &[&job, &earlier, &sha],
+            )?;
+            Outcome::Skipped { job, earlier }
+        }
+        Err(e) => {
+            // Redacted before it is stored: job records and notifications never carry a password.
+            let error = crate::conninfo::redact(&failure(name, job, committing, &e));
+            if control.is_closed() {
+                // The job's session lock went with the connection: the next command that connects marks
+                // the job failed (ingest_reap_abandoned).
+                return Ok(Outcome::Failed {
+                    job: Some(job),
+                    error,
+                });
+            }
+            let rejects_file = rejects_file.as_ref().map(|p| p.display().to_string());
+            control.execute(
+                "UPDATE ingest_jobs
+                    SET state = 'failed', error = $2, rows = 0, rejected = $3, rejects_file = $4,
+                        finished_at = now()
+                  WHERE id = $1",
+                &[&job, &error, &rejected, &rejects_file],
+            )?;
+            Outcome::Failed {
+                job: Some(job),
+                error,
+            }
+        }
+    };
+    if let Err(e) = close(control, printer, job) {
+        // The outcome stands (it was committed or recorded above); only its echo or the tidying is lost,
+        // and the session's locks go with a lost connection.
+        log::warn!("job {job}: after the file's outcome was recorded: {e:#}");
+    }
+    Ok(outcome)
+}
+
+/// Shows the job's last events, then releases the job (ingest_job_close in db/007_pieces.sql).
+fn close(control: &mut Client, printer: &mut Printer, job: i32) -> Result<()> {
+    // The final event: `done` is sent when the loading transaction commits, on another connection, so it
+    // may still be on its way; the others were sent by the statements above.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !relay(control, printer, job)? && Instant::now() < deadline {
+        if let Some((raw, event)) = status::next(control, deadline - Instant::now())?
+            && event.job == job
+        {
+            show(printer, &raw, &event);
+            if event.is_final() {
+                break;
+            }
+        }
+    }
+    printer.end_line();
+    let forgotten: i32 = control
+        .query_one("SELECT ingest_job_close($1)", &[&job])
+        .context("while closing the job")?
+        .get(0);
+    if forgotten > 0 {
+        log::debug!("forgot {forgotten} region or datasource name(s) that no committed trip uses");
+    }
+    Ok(())
+}
+
+/// The message of a file that failed. A lost connection gets told as such, with what it means for the
+/// file: before the commit was sent the server rolls the transaction back, so nothing was committed;
+/// during the commit no one can say, but loading the file again is safe either way.
+fn failure(name: &str, job: i32, committing: bool, e: &anyhow::Error) -> String {
+    if !connection_lost(e) {
+        return format!("{e:#}");
+    }
+    let outcome = if committing {
+        format!(
+            "It is not known whether the file was committed: `trips jobs` shows whether job {job} is \
+             done. Loading the file again is safe: if it was committed, it is skipped"
+        )
+    } else {
+        "Nothing of this file was committed (the server rolls back a transaction whose connection is \
+         lost); load it again when the database is back"
+            .to_string()
+    };
+    format!("{name}: the connection to the database was lost ({e:#}). {outcome}")
+}
+
+/// True if the error chain holds a lost connection: closed, reset, or ended by the server (shutdown,
+/// restart, pg_terminate_backend: SQLSTATE class 57P).
+pub fn connection_lost(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<postgres::Error>().is_some_and(|pg| {
+            pg.is_closed()
+                || pg.code().is_some_and(|code| code.code().starts_with("57P"))
+                || std::error::Error::source(pg).is_some_and(|s| s.is::<std::io::Error>())
+        })
+    })
+}
+
+/// Shows the events of `job` received so far on `control`; true if the job's final event was among them.
+fn relay(control: &mut Client, printer: &mut Printer, job: i32) -> Result<bool> {
+    let mut final_seen = false;
+    for (raw, event) in status::pending(control)? {
+        if event.job == job {
+            show(printer, &raw, &event);
+            final_seen |= event.is_final();
+        }
+    }
+    Ok(final_seen)
+}
+
+/// The final state is told by the summary line of `trips ingest`; JSON output gets every event.
+fn show(printer: &mut Printer, raw: &str, event: &status::Event) {
+    if !event.is_final() || printer.is_json() {
+        printer.show(raw, event);
+    }
+}
