@@ -101,7 +101,10 @@ fn pending(client: &mut Client) -> Result<Vec<&'static str>> {
         match applied.iter().find(|(v, ..)| *v == version) {
             Some((_, _, recorded)) if *recorded != checksum(sql) => bail!(
                 "db/{name} was changed after it was applied to this database (recorded sha256 {recorded}, \
-                 now {}); never edit an applied migration: restore it and add a new numbered file",
+                 now {}): the database was made by another version of trips. Before the first release the \
+                 schema is not upgraded: create a new database (or drop this one) and load the files again. \
+                 If you are changing db/ yourself: never edit an applied file; restore it and add a new \
+                 numbered one",
                 checksum(sql)
             ),
             Some(_) => {}

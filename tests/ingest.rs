@@ -477,7 +477,10 @@ fn a_changed_migration_is_refused() {
     assert_eq!(run.code, 3);
     assert!(
         run.stderr
-            .contains("db/002_names.sql was changed after it was applied"),
+            .contains("db/002_names.sql was changed after it was applied")
+            && run
+                .stderr
+                .contains("create a new database (or drop this one) and load the files again"),
         "{}",
         run.stderr
     );
