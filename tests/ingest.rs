@@ -518,9 +518,9 @@ fn a_pre_release_database_is_told_to_be_recreated() {
 }
 
 /// The schema is a baseline: each function is created once, by one file of db/, never replaced by a later
-/// one; and db/README.md, the map of db/, names every file.
+/// one; and db/README.md, the map of db/, names every file and every function.
 #[test]
-fn each_function_is_defined_once_and_db_readme_names_every_file() {
+fn each_function_is_defined_once_and_db_readme_names_every_file_and_function() {
     let db = test_db!("db_readme");
     db.trips(&["migrate"]).ok();
     let functions: Vec<String> = db
@@ -563,6 +563,15 @@ fn each_function_is_defined_once_and_db_readme_names_every_file() {
         assert!(
             readme.contains(name.as_str()),
             "db/README.md does not name {name}"
+        );
+    }
+    // And its story names every function of the baseline.
+    for f in &functions {
+        assert!(
+            ["(", "`", ","]
+                .iter()
+                .any(|after| readme.contains(&format!("`{f}{after}"))),
+            "db/README.md does not name the function {f}"
         );
     }
 }

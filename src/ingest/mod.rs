@@ -79,18 +79,7 @@ pub fn ingest_file(
             });
         }
     };
-    let total_bytes = input.total_bytes.map(|b| b as i64);
-    let job: i32 = control
-        .query_one(
-            "SELECT ingest_job_open($1, $2, $3)",
-            &[&name, &total_bytes, &opts.force],
-        )
-        .context("while recording the ingest job")?
-        .get(0);
-    control.execute(
-        "UPDATE ingest_jobs SET state = 'loading' WHERE id = $1",
-        &[&job],
-    )?;
+    let job = open_job(control, name, input.total_bytes, opts.force)?;
     relay(control, printer, job)?;
     let started = Instant::now();
     let mut loader = Loader {
@@ -139,14 +128,7 @@ pub fn ingest_file(
                     error,
                 });
             }
-            let rejects_file = rejects_file.as_ref().map(|p| p.display().to_string());
-            control.execute(
-                "UPDATE ingest_jobs
-                    SET state = 'failed', error = $2, rows = 0, rejected = $3, rejects_file = $4,
-                        finished_at = now()
-                  WHERE id = $1",
-                &[&job, &error, &rejected, &rejects_file],
-            )?;
+            record_failure(control, job, &error, rejected, rejects_file.as_deref())?;
             Outcome::Failed {
                 job: Some(job),
                 error,
@@ -159,6 +141,43 @@ pub fn ingest_file(
         log::warn!("job {job}: after the file's outcome was recorded: {e:#}");
     }
     Ok(outcome)
+}
+
+/// Opens the job of a file (its row and session locks, ingest_job_open in db/003_ingest_jobs.sql) and
+/// marks it loading.
+fn open_job(control: &mut Client, name: &str, size: Option<u64>, force: bool) -> Result<i32> {
+    let total_bytes = size.map(|b| b as i64);
+    let job: i32 = control
+        .query_one(
+            "SELECT ingest_job_open($1, $2, $3)",
+            &[&name, &total_bytes, &force],
+        )
+        .context("while recording the ingest job")?
+        .get(0);
+    control.execute(
+        "UPDATE ingest_jobs SET state = 'loading' WHERE id = $1",
+        &[&job],
+    )?;
+    Ok(job)
+}
+
+/// Records a failed job: its error, and the rejects file it leaves, if any.
+fn record_failure(
+    control: &mut Client,
+    job: i32,
+    error: &str,
+    rejected: i64,
+    rejects_file: Option<&std::path::Path>,
+) -> Result<()> {
+    let rejects_file = rejects_file.map(|p| p.display().to_string());
+    control.execute(
+        "UPDATE ingest_jobs
+            SET state = 'failed', error = $2, rows = 0, rejected = $3, rejects_file = $4,
+                finished_at = now()
+          WHERE id = $1",
+        &[&job, &error, &rejected, &rejects_file],
+    )?;
+    Ok(())
 }
 
 /// Shows the job's last events, then releases the job (ingest_job_close in db/007_pieces.sql).

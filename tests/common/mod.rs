@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod weekly;
+
 use postgres::{Client, NoTls};
 use std::io::Write;
 use std::path::{Path, PathBuf};
