@@ -117,18 +117,20 @@ impl Printer {
         }
     }
 
-    pub fn show(&mut self, raw: &str, event: &Event) {
+    /// Shows one event. An error writing to stdout (a closed pipe) is returned, for `trips watch` to end
+    /// on; `trips ingest` goes on loading whatever happens to its output.
+    pub fn show(&mut self, raw: &str, event: &Event) -> std::io::Result<()> {
         if self.json {
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{raw}").and_then(|()| out.flush());
-            return;
+            return writeln!(out, "{raw}").and_then(|()| out.flush());
         }
         if self.silent {
-            return;
+            return Ok(());
         }
         let line = event.describe();
         if self.to_stdout {
-            let _ = writeln!(std::io::stdout().lock(), "{line}");
+            let mut out = std::io::stdout().lock();
+            return writeln!(out, "{line}").and_then(|()| out.flush());
         } else if self.live {
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r\x1b[K{}{line}", bar(event));
@@ -136,6 +138,7 @@ impl Printer {
         } else {
             eprintln!("{line}");
         }
+        Ok(())
     }
 
     pub fn is_json(&self) -> bool {

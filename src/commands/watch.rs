@@ -26,7 +26,7 @@ pub fn run(url: &str, args: &cli::WatchArgs) -> Result<ExitCode> {
     if let Some(job) = args.job {
         match status::current(&mut client, job)? {
             Some((raw, event)) => {
-                if let Some(code) = shown.show(&mut printer, args.job, &raw, &event) {
+                if let Some(code) = shown.show(&mut printer, args.job, &raw, &event)? {
                     return Ok(code);
                 }
             }
@@ -51,7 +51,7 @@ pub fn run(url: &str, args: &cli::WatchArgs) -> Result<ExitCode> {
         });
         match next {
             Ok(Some((raw, event))) => {
-                if let Some(code) = shown.show(&mut printer, args.job, &raw, &event) {
+                if let Some(code) = shown.show(&mut printer, args.job, &raw, &event)? {
                     return Ok(code);
                 }
             }
@@ -64,7 +64,7 @@ pub fn run(url: &str, args: &cli::WatchArgs) -> Result<ExitCode> {
                 })?;
                 say!("showing what changed meanwhile");
                 for (raw, event) in status::since(&mut client, shown.newest, &shown.running())? {
-                    if let Some(code) = shown.show(&mut printer, args.job, &raw, &event) {
+                    if let Some(code) = shown.show(&mut printer, args.job, &raw, &event)? {
                         return Ok(code);
                     }
                 }
@@ -83,24 +83,24 @@ struct Shown {
 
 impl Shown {
     /// Shows an event of the job followed (or of any, without --job) unless it repeats the last one
-    /// shown; returns the exit code when the job followed has ended.
+    /// shown; returns the exit code when the job followed has ended. An error is stdout closed.
     fn show(
         &mut self,
         printer: &mut status::Printer,
         follow: Option<i32>,
         raw: &str,
         event: &status::Event,
-    ) -> Option<ExitCode> {
+    ) -> std::io::Result<Option<ExitCode>> {
         self.newest = self.newest.max(event.job);
         if follow.is_some_and(|j| j != event.job) {
-            return None;
+            return Ok(None);
         }
         let now = (event.state.clone(), event.rows);
         if self.last.get(&event.job) != Some(&now) {
-            printer.show(raw, event);
+            printer.show(raw, event)?;
             self.last.insert(event.job, now);
         }
-        (follow.is_some() && event.is_final()).then(|| outcome_code(event))
+        Ok((follow.is_some() && event.is_final()).then(|| outcome_code(event)))
     }
 
     /// Jobs last shown unfinished.
