@@ -168,11 +168,13 @@ fn bar(event: &Event) -> String {
     }
 }
 
-/// Starts listening on this connection.
-pub fn listen(client: &mut Client) -> Result<()> {
+/// Opens a connection (crate::db::open) that listens on ingest_status.
+pub fn open_listening(url: &str) -> Result<Client> {
+    let mut client = crate::db::open(url)?;
     client
         .batch_execute(&format!("LISTEN {CHANNEL}"))
-        .context("while subscribing to ingest_status")
+        .context("while subscribing to ingest_status")?;
+    Ok(client)
 }
 
 /// Events already received on the connection, without waiting.
@@ -202,40 +204,33 @@ pub fn next(client: &mut Client, timeout: Duration) -> Result<Option<(String, Ev
 
 /// The current state of a job, as the same payload a notification would carry.
 pub fn current(client: &mut Client, job: i32) -> Result<Option<(String, Event)>> {
-    Ok(client
-        .query_opt(
-            "SELECT ingest_status_payload(j) FROM ingest_jobs j WHERE id = $1",
-            &[&job],
-        )?
-        .and_then(|row| {
-            let raw: String = row.get(0);
-            parse(&raw).map(|e| (raw, e))
-        }))
+    Ok(payloads(client, "WHERE id = $1", &[&job])?.pop())
 }
 
 /// The jobs after `newest` and those in `running`, oldest first: what `trips watch` missed while it was
 /// not connected.
 pub fn since(client: &mut Client, newest: i32, running: &[i32]) -> Result<Vec<(String, Event)>> {
-    Ok(client
-        .query(
-            "SELECT ingest_status_payload(j) FROM ingest_jobs j WHERE id > $1 OR id = ANY($2) ORDER BY id",
-            &[&newest, &running],
-        )?
-        .iter()
-        .filter_map(|row| {
-            let raw: String = row.get(0);
-            parse(&raw).map(|e| (raw, e))
-        })
-        .collect())
+    payloads(
+        client,
+        "WHERE id > $1 OR id = ANY($2) ORDER BY id",
+        &[&newest, &running],
+    )
 }
 
 /// The most recent jobs, newest first.
 pub fn recent(client: &mut Client, limit: i64) -> Result<Vec<(String, Event)>> {
+    payloads(client, "ORDER BY id DESC LIMIT $1", &[&limit])
+}
+
+/// The status payloads of the jobs that `rest` (a WHERE and/or ORDER BY clause) selects, decoded.
+fn payloads(
+    client: &mut Client,
+    rest: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<Vec<(String, Event)>> {
+    let sql = format!("SELECT ingest_status_payload(j) FROM ingest_jobs j {rest}");
     Ok(client
-        .query(
-            "SELECT ingest_status_payload(j) FROM ingest_jobs j ORDER BY id DESC LIMIT $1",
-            &[&limit],
-        )?
+        .query(&sql, params)?
         .iter()
         .filter_map(|row| {
             let raw: String = row.get(0);

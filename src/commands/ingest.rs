@@ -26,7 +26,7 @@ pub fn run(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
         tally_limit: args.tally_limit as usize,
     };
     let workers = usize::from(args.jobs).min(args.files.len());
-    let draw = if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+    let draw = if QUIET.load(Ordering::Relaxed) {
         cli::Progress::Never
     } else if args.progress == cli::Progress::Auto && workers > 1 {
         // Several live lines would overwrite each other: one line per event instead.
@@ -172,7 +172,5 @@ const RECONNECT_FOR: Duration = Duration::from_secs(120);
 
 /// The loader's two connections (ingest.rs): the job's, listening for status, and the file's.
 fn ingest_connections(url: &str) -> Result<(postgres::Client, postgres::Client)> {
-    let mut control = db::open(url)?;
-    status::listen(&mut control)?;
-    Ok((control, db::connect(url)?))
+    Ok((status::open_listening(url)?, db::connect(url)?))
 }

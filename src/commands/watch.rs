@@ -13,8 +13,7 @@ const REAP_EVERY: Duration = Duration::from_secs(5);
 /// server restart, say), it says so, connects again with growing pauses (1 s, doubling to 30 s), and then
 /// shows what changed meanwhile: the jobs started since, and the current state of those still running.
 pub fn run(url: &str, args: &cli::WatchArgs) -> Result<ExitCode> {
-    let mut client = db::open(url)?;
-    status::listen(&mut client)?;
+    let mut client = status::open_listening(url)?;
     let mut printer = status::Printer::for_watch(args.json);
     // Listening before reading the job's state, so no change between the two is missed.
     let mut shown = Shown {
@@ -57,11 +56,7 @@ pub fn run(url: &str, args: &cli::WatchArgs) -> Result<ExitCode> {
             }
             Ok(None) => {}
             Err(e) if ingest::connection_lost(&e) => {
-                client = db::reconnect(&e, None, || {
-                    let mut client = db::open(url)?;
-                    status::listen(&mut client)?;
-                    Ok(client)
-                })?;
+                client = db::reconnect(&e, None, || status::open_listening(url))?;
                 say!("showing what changed meanwhile");
                 for (raw, event) in status::since(&mut client, shown.newest, &shown.running())? {
                     if let Some(code) = shown.show(&mut printer, args.job, &raw, &event)? {
