@@ -103,15 +103,12 @@ pub struct CompletionsArgs {
 /// What `trips ingest` draws while it loads (what it pushes to listeners is the same either way).
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Progress {
-    /// A live line on a terminal, one line per event otherwise.
+    /// A bar per file on a terminal (a spinner for standard input), one line per event otherwise.
     Auto,
-    /// A live line, even when stderr is not a terminal.
+    /// Bars even when stderr is not a terminal.
     Always,
     /// No progress; only each file's outcome.
     Never,
-    /// One line per event (what auto draws when stderr is not a terminal, or with -j above 1).
-    #[value(skip)]
-    Lines,
 }
 
 #[derive(Args)]

@@ -13,11 +13,11 @@ macro_rules! outln {
 /// `-q`: no progress and no outcome lines, only warnings and errors.
 pub static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// A line for people on stderr, unless `-q`.
+/// A line for people on stderr (above any progress bars), unless `-q`.
 macro_rules! say {
     ($($arg:tt)*) => {
         if !$crate::QUIET.load(std::sync::atomic::Ordering::Relaxed) {
-            eprintln!($($arg)*);
+            $crate::progress::above(|| eprintln!($($arg)*));
         }
     };
 }
@@ -34,6 +34,7 @@ mod ingest;
 mod input;
 mod migrate;
 mod parse;
+mod progress;
 mod status;
 mod weekly;
 
@@ -62,6 +63,7 @@ fn main() -> ExitCode {
         logger.parse_filters(level);
     }
     logger
+        .target(env_logger::Target::Pipe(Box::new(progress::Stderr)))
         // Every log line goes through redact(): no password of a connection string is ever printed.
         .format(|buf, record| {
             use std::io::Write;

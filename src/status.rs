@@ -3,6 +3,7 @@
 //! `trips jobs` the same payloads read from the table.
 
 use crate::cli::Progress;
+use crate::progress::{self, FileBar};
 use anyhow::{Context, Result};
 use fallible_iterator::FallibleIterator;
 use postgres::Client;
@@ -78,31 +79,32 @@ pub fn parse(payload: &str) -> Option<Event> {
         .ok()
 }
 
-/// How events are shown: raw JSON lines on stdout, or text on stderr/stdout (a live line on a terminal).
+/// How events are shown: raw JSON lines on stdout, or text on stderr/stdout (a bar per file on a
+/// terminal, src/progress.rs).
 pub struct Printer {
     json: bool,
     to_stdout: bool,
     live: bool,
     /// Draws nothing (--progress never, -q); JSON output is data and still printed.
     silent: bool,
-    line_open: bool,
+    bar: Option<FileBar>,
 }
 
 impl Printer {
-    /// For `trips ingest`: progress on stderr, drawn as `draw` says (--progress), or the raw payloads on
-    /// stdout with --json.
+    /// For `trips ingest`: progress on stderr, drawn as `draw` says (--progress; `progress::draw_on_stderr`
+    /// starts the drawing), or the raw payloads on stdout with --json.
     pub fn for_ingest(json: bool, draw: Progress) -> Printer {
         let live = match draw {
             Progress::Auto => std::io::stderr().is_terminal(),
             Progress::Always => true,
-            Progress::Never | Progress::Lines => false,
+            Progress::Never => false,
         };
         Printer {
             json,
             to_stdout: false,
             live: !json && live,
             silent: !json && draw == Progress::Never,
-            line_open: false,
+            bar: None,
         }
     }
 
@@ -113,7 +115,7 @@ impl Printer {
             to_stdout: true,
             live: false,
             silent: false,
-            line_open: false,
+            bar: None,
         }
     }
 
@@ -127,44 +129,31 @@ impl Printer {
         if self.silent {
             return Ok(());
         }
+        if self.live {
+            self.bar
+                .get_or_insert_with(|| FileBar::new(event))
+                .update(event);
+            return Ok(());
+        }
         let line = event.describe();
         if self.to_stdout {
             let mut out = std::io::stdout().lock();
-            return writeln!(out, "{line}").and_then(|()| out.flush());
-        } else if self.live {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[K{}{line}", bar(event));
-            self.line_open = true;
+            writeln!(out, "{line}").and_then(|()| out.flush())
         } else {
-            eprintln!("{line}");
+            progress::above(|| eprintln!("{line}"));
+            Ok(())
         }
-        Ok(())
     }
 
     pub fn is_json(&self) -> bool {
         self.json
     }
 
-    /// Ends a live line before other output.
+    /// Ends the file's bar, before its outcome line.
     pub fn end_line(&mut self) {
-        if self.line_open {
-            eprintln!();
-            self.line_open = false;
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
         }
-    }
-}
-
-/// A bar of the bytes read so far, for a terminal: `[#########...........] `; empty when the size is
-/// unknown (stdin).
-fn bar(event: &Event) -> String {
-    const WIDTH: usize = 24;
-    match event.total_bytes {
-        Some(total) if total > 0 => {
-            let done =
-                ((event.bytes as f64 / total as f64).clamp(0.0, 1.0) * WIDTH as f64) as usize;
-            format!("[{}{}] ", "#".repeat(done), ".".repeat(WIDTH - done))
-        }
-        _ => String::new(),
     }
 }
 
@@ -272,20 +261,6 @@ mod tests {
             duplicate_of: None,
             rejects_file: None,
         }
-    }
-
-    #[test]
-    fn the_bar_follows_the_bytes_read() {
-        assert_eq!(bar(&event(0, Some(100))), format!("[{}] ", ".".repeat(24)));
-        assert_eq!(
-            bar(&event(50, Some(100))),
-            format!("[{}{}] ", "#".repeat(12), ".".repeat(12))
-        );
-        assert_eq!(
-            bar(&event(100, Some(100))),
-            format!("[{}] ", "#".repeat(24))
-        );
-        assert_eq!(bar(&event(5, None)), "");
     }
 
     #[test]

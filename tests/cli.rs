@@ -205,6 +205,83 @@ fn quiet_verbose_and_progress_change_what_is_drawn_not_what_is_pushed() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("[DEBUG]"));
 }
 
+/// What a terminal would show of `text`: the lines between carriage returns and newlines, without the
+/// escape sequences that erase and move.
+fn screen_lines(text: &str) -> Vec<String> {
+    text.split(['\r', '\n'])
+        .map(|line| {
+            let mut shown = String::new();
+            let mut chars = line.chars();
+            while let Some(c) = chars.next() {
+                if c == '\x1b' {
+                    // CSI: ESC [ parameters, then one final letter.
+                    chars.by_ref().find(|c| c.is_ascii_alphabetic());
+                } else {
+                    shown.push(c);
+                }
+            }
+            shown
+        })
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Whether every progress line (not the log and outcome lines around them) fits in 80 columns.
+fn bars_fit(lines: &[String]) -> bool {
+    let bars: Vec<_> = lines.iter().filter(|l| l.contains(" rows, ")).collect();
+    !bars.is_empty() && bars.iter().all(|l| l.chars().count() <= 80)
+}
+
+#[test]
+fn progress_bars_show_percent_and_eta_or_a_spinner_and_never_wrap() {
+    let db = test_db!("bars");
+    let file = db.generate(3000, 1);
+    // --progress always draws even though stderr is a pipe here (79 columns assumed).
+    let run = db
+        .trips(&[
+            "ingest",
+            "--progress",
+            "always",
+            "--progress-rows",
+            "1000",
+            &file,
+        ])
+        .ok();
+    let lines = screen_lines(&run.stderr);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("% loading 3000 rows") && l.contains(" eta ")),
+        "{lines:#?}"
+    );
+    assert!(bars_fit(&lines), "{lines:#?}");
+    assert!(lines.last().unwrap().starts_with("loaded "), "{lines:#?}");
+
+    // Standard input has no size: a spinner with the elapsed time, no percent.
+    let csv = std::fs::read(&file).unwrap();
+    let run = db
+        .trips_stdin(
+            &[
+                "ingest",
+                "--force",
+                "--progress",
+                "always",
+                "--progress-rows",
+                "1000",
+                "-",
+            ],
+            &csv,
+        )
+        .ok();
+    let lines = screen_lines(&run.stderr);
+    assert!(
+        lines.iter().any(|l| l.contains("loading 3000 rows")),
+        "{lines:#?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains('%')), "{lines:#?}");
+    assert!(bars_fit(&lines), "{lines:#?}");
+}
+
 #[test]
 fn j_loads_files_at_once_each_its_own_job_and_a_bad_one_fails_alone() {
     let db = test_db!("parallel");

@@ -4,7 +4,7 @@
 use super::compact::merge;
 use crate::error::{EXIT_FILE_FAILED, usage};
 use crate::ingest::{self, Outcome};
-use crate::{QUIET, cli, conninfo, db, status};
+use crate::{QUIET, cli, conninfo, db, progress, status};
 use anyhow::{Context, Result};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,12 +28,14 @@ pub fn run(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
     let workers = usize::from(args.jobs).min(args.files.len());
     let draw = if QUIET.load(Ordering::Relaxed) {
         cli::Progress::Never
-    } else if args.progress == cli::Progress::Auto && workers > 1 {
-        // Several live lines would overwrite each other: one line per event instead.
-        cli::Progress::Lines
     } else {
         args.progress
     };
+    match draw {
+        cli::Progress::Always if !args.json => progress::draw_on_stderr(true),
+        cli::Progress::Auto if !args.json => progress::draw_on_stderr(false),
+        _ => {}
+    }
     let queue = Queue {
         files: &args.files,
         next: AtomicUsize::new(0),
@@ -120,11 +122,13 @@ fn ingest_worker(
                     // The trips are committed and visible: a failed merge loses nothing and changes no
                     // answer, so it is reported and the load still counts as done.
                     if let Err(e) = merge(&mut load, None) {
-                        eprintln!(
-                            "warning: job {job} is loaded, but merging pieces failed (answers are the \
+                        progress::above(|| {
+                            eprintln!(
+                                "warning: job {job} is loaded, but merging pieces failed (answers are the \
                              same; `trips compact` tries again): {}",
-                            conninfo::redact(&format!("{e:#}"))
-                        );
+                                conninfo::redact(&format!("{e:#}"))
+                            )
+                        });
                     }
                 }
             }
@@ -135,7 +139,7 @@ fn ingest_worker(
                 failed.fetch_add(1, Ordering::Relaxed);
                 let job = job.map(|j| format!(" [job {j}]")).unwrap_or_default();
                 // A job's error was redacted where it is stored (ingest.rs); opening a file names only the file.
-                eprintln!("error: failed to load {file}{job}: {error}");
+                progress::above(|| eprintln!("error: failed to load {file}{job}: {error}"));
             }
         }
         let Some(next) = queue.take() else {
