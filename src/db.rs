@@ -332,7 +332,7 @@ pub fn reconnect<T>(
     loop {
         eprintln!(
             "lost the connection to the database ({}); connecting again in {} s",
-            conninfo::redact(&why),
+            crate::redact::redact(&why),
             pause.as_secs()
         );
         std::thread::sleep(pause);

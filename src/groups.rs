@@ -56,7 +56,39 @@ pub fn bucket_minutes(grid: &Grid, bucket_min: Option<i32>) -> Result<i32> {
     Ok(b)
 }
 
+/// One group of similar trips, as `trips groups` shows it.
+struct Group {
+    region: String,
+    origin_cell: [f64; 2],
+    destination_cell: [f64; 2],
+    time_bucket: i32,
+    bucket_start: String,
+    bucket_end: String,
+    trips: i64,
+    first_departure: String,
+    last_departure: String,
+    by_datasource: serde_json::Value,
+}
+
+/// The resolution groups were asked at: cells of `cell_m` metres (`cell_deg` degrees), `minutes`-minute
+/// departure buckets.
+struct Resolution {
+    cell_m: f64,
+    cell_deg: f64,
+    minutes: i32,
+}
+
 pub fn show(client: &mut Client, args: &GroupsArgs) -> Result<()> {
+    let (groups, resolution) = read(client, args)?;
+    if args.json {
+        print_json(&groups, &resolution)
+    } else {
+        print_table(&groups, &resolution)
+    }
+}
+
+/// The largest groups that `args` asks for, at the resolution it asks.
+fn read(client: &mut Client, args: &GroupsArgs) -> Result<(Vec<Group>, Resolution)> {
     let grid = Grid::read(client)?;
     let factor = cell_factor(&grid, args.cell_m)?;
     let minutes = bucket_minutes(&grid, args.bucket_min)?;
@@ -93,30 +125,59 @@ pub fn show(client: &mut Client, args: &GroupsArgs) -> Result<()> {
         )
         .context("while reading trip groups")?;
     log::debug!("read the groups from {source}");
-    let cell_m = factor as f64 * grid.cell_deg * METRES_PER_DEGREE;
-    if args.json {
-        for r in &rows {
-            let v = serde_json::json!({
-                "region": r.get::<_, String>(0),
-                "origin_cell": [r.get::<_, f64>(1), r.get::<_, f64>(2)],
-                "destination_cell": [r.get::<_, f64>(3), r.get::<_, f64>(4)],
-                "time_bucket": r.get::<_, i32>(5),
-                "bucket_start": r.get::<_, String>(6),
-                "trips": r.get::<_, i64>(8),
-                "first_departure": r.get::<_, String>(9),
-                "last_departure": r.get::<_, String>(10),
-                "by_datasource": serde_json::from_str::<serde_json::Value>(&r.get::<_, String>(11))?,
-                "cell_m": cell_m.round(),
-                "bucket_min": minutes,
-            });
-            outln!("{v}");
-        }
-        return Ok(());
+    let groups = rows
+        .iter()
+        .map(|r| {
+            Ok(Group {
+                region: r.get(0),
+                origin_cell: [r.get(1), r.get(2)],
+                destination_cell: [r.get(3), r.get(4)],
+                time_bucket: r.get(5),
+                bucket_start: r.get(6),
+                bucket_end: r.get(7),
+                trips: r.get(8),
+                first_departure: r.get(9),
+                last_departure: r.get(10),
+                by_datasource: serde_json::from_str(r.get(11))?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let cell_deg = grid.cell_deg * factor as f64;
+    let resolution = Resolution {
+        cell_m: cell_deg * METRES_PER_DEGREE,
+        cell_deg,
+        minutes,
+    };
+    Ok((groups, resolution))
+}
+
+/// One JSON object per line.
+fn print_json(groups: &[Group], resolution: &Resolution) -> Result<()> {
+    for g in groups {
+        let v = serde_json::json!({
+            "region": g.region,
+            "origin_cell": g.origin_cell,
+            "destination_cell": g.destination_cell,
+            "time_bucket": g.time_bucket,
+            "bucket_start": g.bucket_start,
+            "trips": g.trips,
+            "first_departure": g.first_departure,
+            "last_departure": g.last_departure,
+            "by_datasource": g.by_datasource,
+            "cell_m": resolution.cell_m.round(),
+            "bucket_min": resolution.minutes,
+        });
+        outln!("{v}");
     }
+    Ok(())
+}
+
+fn print_table(groups: &[Group], resolution: &Resolution) -> Result<()> {
     outln!(
-        "groups of cells of {:.0} m ({} degree) and {minutes}-minute departure buckets, largest first:",
-        cell_m,
-        grid.cell_deg * factor as f64
+        "groups of cells of {:.0} m ({} degree) and {}-minute departure buckets, largest first:",
+        resolution.cell_m,
+        resolution.cell_deg,
+        resolution.minutes
     );
     outln!(
         "{:>8}  {:<14} {:<11}  {:<22}  {:<22}  first / last departure",
@@ -126,31 +187,30 @@ pub fn show(client: &mut Client, args: &GroupsArgs) -> Result<()> {
         "origin cell (lon lat)",
         "destination cell"
     );
-    for r in &rows {
-        let end: String = r.get(7);
+    for g in groups {
+        // The last bucket of a day ends at midnight, shown as 24:00.
+        let end = if g.bucket_end.starts_with("00:00") && g.time_bucket > 0 {
+            "24:00"
+        } else {
+            &g.bucket_end[..5]
+        };
         outln!(
-            "{:>8}  {:<14} {}-{}  {:<22}  {:<22}  {} / {}",
-            r.get::<_, i64>(8),
-            r.get::<_, String>(0),
-            &r.get::<_, String>(6)[..5],
-            if end.starts_with("00:00") && r.get::<_, i32>(5) > 0 {
-                "24:00".to_string()
-            } else {
-                end[..5].to_string()
-            },
-            format!("{:.4} {:.4}", r.get::<_, f64>(1), r.get::<_, f64>(2)),
-            format!("{:.4} {:.4}", r.get::<_, f64>(3), r.get::<_, f64>(4)),
-            r.get::<_, String>(9),
-            r.get::<_, String>(10)
+            "{:>8}  {:<14} {}-{end}  {:<22}  {:<22}  {} / {}",
+            g.trips,
+            g.region,
+            &g.bucket_start[..5],
+            format!("{:.4} {:.4}", g.origin_cell[0], g.origin_cell[1]),
+            format!("{:.4} {:.4}", g.destination_cell[0], g.destination_cell[1]),
+            g.first_departure,
+            g.last_departure
         );
     }
-    if rows.is_empty() {
+    if groups.is_empty() {
         outln!("(no group matches)");
     }
     Ok(())
 }
 
-/// Rebuilds the rollups from the trips and refreshes the trip_groups snapshot, in one transaction.
 pub fn refresh(client: &mut Client) -> Result<()> {
     let mut tx = client.transaction()?;
     tx.batch_execute("SELECT rebuild_rollups(); SELECT refresh_trip_groups();")

@@ -35,6 +35,7 @@ mod input;
 mod migrate;
 mod parse;
 mod progress;
+mod redact;
 mod status;
 mod weekly;
 
@@ -48,33 +49,7 @@ use std::time::Instant;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     QUIET.store(cli.quiet > 0, std::sync::atomic::Ordering::Relaxed);
-    // -q and -v decide what is logged; without them, RUST_LOG if set.
-    let level = match (cli.quiet, cli.verbose) {
-        (2.., _) => Some("error"),
-        (1, _) => Some("warn"),
-        (_, 1) => Some("info,trips=debug,postgres=warn,tokio_postgres=warn"),
-        (_, 2..) => Some("debug,trips=trace"),
-        (0, 0) => None,
-    };
-    let env =
-        env_logger::Env::default().default_filter_or("info,postgres=warn,tokio_postgres=warn");
-    let mut logger = env_logger::Builder::from_env(env);
-    if let Some(level) = level {
-        logger.parse_filters(level);
-    }
-    logger
-        .target(env_logger::Target::Pipe(Box::new(progress::Stderr)))
-        // Every log line goes through redact(): no password of a connection string is ever printed.
-        .format(|buf, record| {
-            use std::io::Write;
-            writeln!(
-                buf,
-                "[{:<5}] {}",
-                record.level(),
-                conninfo::redact(&record.args().to_string())
-            )
-        })
-        .init();
+    init_logging(cli.quiet, cli.verbose);
     let given = cli.database_url.as_deref();
     let url = db::resolve_url(given.or(cli.command.conn().and_then(|c| c.database_url.as_deref())));
     let result = match cli.command {
@@ -112,23 +87,56 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }),
     };
-    result.unwrap_or_else(|e| {
-        if is_broken_pipe(&e) {
-            return ExitCode::SUCCESS;
-        }
-        eprintln!("error: {}", conninfo::redact(&format!("{e:#}")));
-        if is_permission_denied(&e) {
-            eprintln!(
-                "hint: connected to {}. Loading needs a login in the role trips_loader, reading one in \
-                 trips_reader; schema changes and `trips refresh` need the owner of the tables \
-                 (docs/operations.md, \"Roles, TLS, passwords\").",
-                db::describe(&url)
-            );
-        }
-        if e.downcast_ref::<Usage>().is_some() {
-            ExitCode::from(EXIT_USAGE)
-        } else {
-            ExitCode::from(EXIT_DATABASE)
-        }
-    })
+    result.unwrap_or_else(|e| report(&e, &url))
+}
+
+/// -q and -v decide what is logged; without them, RUST_LOG if set.
+fn init_logging(quiet: u8, verbose: u8) {
+    let level = match (quiet, verbose) {
+        (2.., _) => Some("error"),
+        (1, _) => Some("warn"),
+        (_, 1) => Some("info,trips=debug,postgres=warn,tokio_postgres=warn"),
+        (_, 2..) => Some("debug,trips=trace"),
+        (0, 0) => None,
+    };
+    let env =
+        env_logger::Env::default().default_filter_or("info,postgres=warn,tokio_postgres=warn");
+    let mut logger = env_logger::Builder::from_env(env);
+    if let Some(level) = level {
+        logger.parse_filters(level);
+    }
+    logger
+        .target(env_logger::Target::Pipe(Box::new(progress::Stderr)))
+        // Every log line goes through redact(): no password of a connection string is ever printed.
+        .format(|buf, record| {
+            use std::io::Write;
+            writeln!(
+                buf,
+                "[{:<5}] {}",
+                record.level(),
+                redact::redact(&record.args().to_string())
+            )
+        })
+        .init();
+}
+
+/// Tells the error of a command and gives its exit code (docs/cli.md).
+fn report(e: &anyhow::Error, url: &str) -> ExitCode {
+    if is_broken_pipe(e) {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("error: {}", redact::redact(&format!("{e:#}")));
+    if is_permission_denied(e) {
+        eprintln!(
+            "hint: connected to {}. Loading needs a login in the role trips_loader, reading one in \
+             trips_reader; schema changes and `trips refresh` need the owner of the tables \
+             (docs/operations.md, \"Roles, TLS, passwords\").",
+            db::describe(url)
+        );
+    }
+    if e.downcast_ref::<Usage>().is_some() {
+        ExitCode::from(EXIT_USAGE)
+    } else {
+        ExitCode::from(EXIT_DATABASE)
+    }
 }

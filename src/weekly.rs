@@ -60,8 +60,36 @@ fn area(args: &WeeklyAvgArgs) -> Result<Area> {
     })
 }
 
+/// The answer to one question, as the SQL functions give it.
+struct Answer {
+    /// None when there is no week to average over (nothing loaded and no window given).
+    average: Option<f64>,
+    trips: i64,
+    window_start: Option<String>,
+    window_end: Option<String>,
+    weeks: Option<f64>,
+    /// The trips of each week of the window, with --weeks.
+    per_week: Vec<(String, i64)>,
+    /// For a region that matches nothing: what the regions are.
+    unknown_region: Option<String>,
+}
+
 pub fn show(client: &mut Client, args: &WeeklyAvgArgs) -> Result<()> {
     let area = area(args)?;
+    let answer = ask(client, args, &area)?;
+    if args.json {
+        print_json(args, &area, &answer)?;
+    } else {
+        print_text(args, &area, &answer)?;
+    }
+    if let Some(known) = &answer.unknown_region {
+        eprintln!("note: {known}");
+    }
+    Ok(())
+}
+
+/// Asks weekly_trips (or weekly_trips_region) and, with --weeks, weekly_counts, with the same arguments.
+fn ask(client: &mut Client, args: &WeeklyAvgArgs, area: &Area) -> Result<Answer> {
     let mut params: Vec<&(dyn ToSql + Sync)> =
         area.params.iter().map(|p| p.as_ref() as _).collect();
     let (trips_fn, counts_fn, arguments) = if area.sql.is_empty() {
@@ -96,12 +124,17 @@ pub fn show(client: &mut Client, args: &WeeklyAvgArgs) -> Result<()> {
         )
         .map_err(asked_wrong)
         .context("while computing the weekly average")?;
-    let average: Option<f64> = row.get(0);
-    let trips: i64 = row.get(1);
-    let (window_start, window_end): (Option<String>, Option<String>) = (row.get(2), row.get(3));
-    let weeks: Option<f64> = row.get(4);
-    let per_week: Vec<(String, i64)> = if args.weeks && average.is_some() {
-        client
+    let mut answer = Answer {
+        average: row.get(0),
+        trips: row.get(1),
+        window_start: row.get(2),
+        window_end: row.get(3),
+        weeks: row.get(4),
+        per_week: Vec::new(),
+        unknown_region: None,
+    };
+    if args.weeks && answer.average.is_some() {
+        answer.per_week = client
             .query(
                 &format!("SELECT week_start::text, trips FROM {counts_fn}({arguments}, {window})"),
                 &params,
@@ -110,61 +143,67 @@ pub fn show(client: &mut Client, args: &WeeklyAvgArgs) -> Result<()> {
             .context("while counting the trips of each week")?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let unknown_region = match &args.region {
-        Some(region) if trips == 0 => unknown_region(client, region)?,
-        _ => None,
-    };
-    if args.json {
-        let mut v = serde_json::json!({
-            "area": area.shown,
-            "by": if args.region.is_some() { "region" } else { args.by.as_str() },
-            "average": average,
-            "trips": trips,
-            "window_start": window_start,
-            "window_end": window_end,
-            "weeks": weeks,
-        });
-        if args.weeks {
-            v["per_week"] = per_week
-                .iter()
-                .map(|(w, n)| serde_json::json!({"week_start": w, "trips": n}))
-                .collect();
-        }
-        outln!("{v}");
-    } else if let Some(average) = average {
-        let which = match args.by.as_str() {
-            _ if args.region.is_some() => String::new(),
-            "either" => " (origin or destination in it)".to_string(),
-            "both" => " (origin and destination in it)".to_string(),
-            by => format!(" ({by} in it)"),
-        };
-        outln!("{}{which}: {average:.2} trips per week", area.shown);
-        outln!(
-            "{trips} trips over {} weeks, from {} to {} (excluded)",
-            weeks.map_or("?".into(), |w| format!("{}", (w * 1e6).round() / 1e6)),
-            window_start.as_deref().unwrap_or("?"),
-            window_end.as_deref().unwrap_or("?")
-        );
-        if args.weeks {
-            outln!("{:<12} {:>8}", "week of", "trips");
-            for (week, n) in &per_week {
-                outln!("{week:<12} {n:>8}");
-            }
-        }
-    } else {
-        outln!("no trips are loaded and no window was given: there is no week to average over");
+            .collect();
     }
-    if let Some(known) = unknown_region {
-        eprintln!("note: {known}");
+    if let Some(region) = &args.region
+        && answer.trips == 0
+    {
+        answer.unknown_region = unknown_region(client, region)?;
+    }
+    Ok(answer)
+}
+
+fn print_json(args: &WeeklyAvgArgs, area: &Area, answer: &Answer) -> Result<()> {
+    let mut v = serde_json::json!({
+        "area": area.shown,
+        "by": if args.region.is_some() { "region" } else { args.by.as_str() },
+        "average": answer.average,
+        "trips": answer.trips,
+        "window_start": answer.window_start,
+        "window_end": answer.window_end,
+        "weeks": answer.weeks,
+    });
+    if args.weeks {
+        v["per_week"] = answer
+            .per_week
+            .iter()
+            .map(|(w, n)| serde_json::json!({"week_start": w, "trips": n}))
+            .collect();
+    }
+    outln!("{v}");
+    Ok(())
+}
+
+fn print_text(args: &WeeklyAvgArgs, area: &Area, answer: &Answer) -> Result<()> {
+    let Some(average) = answer.average else {
+        outln!("no trips are loaded and no window was given: there is no week to average over");
+        return Ok(());
+    };
+    let which = match args.by.as_str() {
+        _ if args.region.is_some() => String::new(),
+        "either" => " (origin or destination in it)".to_string(),
+        "both" => " (origin and destination in it)".to_string(),
+        by => format!(" ({by} in it)"),
+    };
+    outln!("{}{which}: {average:.2} trips per week", area.shown);
+    outln!(
+        "{} trips over {} weeks, from {} to {} (excluded)",
+        answer.trips,
+        answer
+            .weeks
+            .map_or("?".into(), |w| format!("{}", (w * 1e6).round() / 1e6)),
+        answer.window_start.as_deref().unwrap_or("?"),
+        answer.window_end.as_deref().unwrap_or("?")
+    );
+    if args.weeks {
+        outln!("{:<12} {:>8}", "week of", "trips");
+        for (week, n) in &answer.per_week {
+            outln!("{week:<12} {n:>8}");
+        }
     }
     Ok(())
 }
 
-/// For a region without trips: a note naming the regions there are, unless it is one of them.
 fn unknown_region(client: &mut Client, region: &str) -> Result<Option<String>> {
     let names: Vec<String> = client
         .query("SELECT name FROM regions ORDER BY name", &[])?

@@ -1,6 +1,5 @@
 //! `trips compact`, and the merges `trips ingest` runs after each file (db/007_pieces.sql).
 
-use crate::conninfo;
 use crate::error::EXIT_FILE_FAILED;
 use anyhow::{Context, Result};
 use std::process::ExitCode;
@@ -48,7 +47,7 @@ pub fn run(client: &mut postgres::Client, job: Option<i32>) -> Result<ExitCode> 
                 failed += 1;
                 eprintln!(
                     "error: merging the pieces of {parent} failed; they are as they were: {}",
-                    conninfo::redact(&format!("{e:#}"))
+                    crate::redact::redact(&format!("{e:#}"))
                 );
             }
         }

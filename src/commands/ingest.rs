@@ -4,7 +4,7 @@
 use super::compact::merge;
 use crate::error::{EXIT_FILE_FAILED, usage};
 use crate::ingest::{self, Outcome};
-use crate::{QUIET, cli, conninfo, db, progress, status};
+use crate::{QUIET, cli, db, progress, status};
 use anyhow::{Context, Result};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -126,7 +126,7 @@ fn ingest_worker(
                             eprintln!(
                                 "warning: job {job} is loaded, but merging pieces failed (answers are the \
                              same; `trips compact` tries again): {}",
-                                conninfo::redact(&format!("{e:#}"))
+                                crate::redact::redact(&format!("{e:#}"))
                             )
                         });
                     }

@@ -25,22 +25,46 @@ struct Pieces {
 }
 
 pub struct Loader<'a> {
-    pub(super) control: &'a mut Client,
-    pub(super) printer: &'a mut Printer,
-    pub(super) job: i32,
-    pub(super) opts: &'a Options,
-    pub(super) name: &'a str,
+    control: &'a mut Client,
+    printer: &'a mut Printer,
+    job: i32,
+    opts: &'a Options,
+    name: &'a str,
     pub(super) rows: i64,
     pub(super) rejected: i64,
-    pub(super) names: Names,
+    names: Names,
     pub(super) rejects: Option<Rejects>,
-    pub(super) last_progress: Instant,
-    pub(super) bytes_read: std::rc::Rc<std::cell::Cell<u64>>,
+    last_progress: Instant,
+    bytes_read: std::rc::Rc<std::cell::Cell<u64>>,
     /// Set when COMMIT is sent: a connection lost after that leaves the outcome unknown.
     pub(super) committing: bool,
 }
 
-impl Loader<'_> {
+impl<'a> Loader<'a> {
+    pub(super) fn new(
+        control: &'a mut Client,
+        printer: &'a mut Printer,
+        job: i32,
+        opts: &'a Options,
+        name: &'a str,
+        input: &Input,
+    ) -> Loader<'a> {
+        Loader {
+            control,
+            printer,
+            job,
+            opts,
+            name,
+            rows: 0,
+            rejected: 0,
+            names: Names::default(),
+            rejects: None,
+            last_progress: Instant::now(),
+            bytes_read: input.bytes_read.clone(),
+            committing: false,
+        }
+    }
+
     /// Runs the file's transaction. Returns `Some((earlier job, sha))` when the content was already loaded
     /// (the transaction is then rolled back), `None` when the file's trips are committed.
     pub(super) fn load(

@@ -82,32 +82,51 @@ pub fn ingest_file(
     let job = open_job(control, name, input.total_bytes, opts.force)?;
     relay(control, printer, job)?;
     let started = Instant::now();
-    let mut loader = Loader {
-        control,
-        printer,
-        job,
-        opts,
-        name,
-        rows: 0,
-        rejected: 0,
-        names: names::Names::default(),
-        rejects: None,
-        last_progress: started,
-        bytes_read: input.bytes_read.clone(),
-        committing: false,
-    };
+    let mut loader = Loader::new(control, printer, job, opts, name, &input);
     let result = loader.load(load, input);
-    let (rows, rejected, rejects) = (loader.rows, loader.rejected, loader.rejects.take());
-    let committing = loader.committing;
-    let rejects_file = rejects.map(|r| r.path);
-    let outcome = match result {
-        Ok(None) => Outcome::Loaded {
+    let ended = Ended {
+        rows: loader.rows,
+        rejected: loader.rejected,
+        rejects_file: loader.rejects.take().map(|r| r.path),
+        committing: loader.committing,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let outcome = record_outcome(control, name, job, result, ended)?;
+    if let Err(e) = close(control, printer, job) {
+        // The outcome stands (it was committed or recorded above); only its echo or the tidying is lost,
+        // and the session's locks go with a lost connection.
+        log::warn!("job {job}: after the file's outcome was recorded: {e:#}");
+    }
+    Ok(outcome)
+}
+
+/// Where a file's load ended.
+struct Ended {
+    rows: i64,
+    rejected: i64,
+    rejects_file: Option<PathBuf>,
+    /// COMMIT had been sent: a connection lost then leaves the outcome unknown.
+    committing: bool,
+    seconds: f64,
+}
+
+/// Turns the result of `Loader::load` into the file's outcome, recording a skip or a failure in the job
+/// (a load records its own `done` in its commit).
+fn record_outcome(
+    control: &mut Client,
+    name: &str,
+    job: i32,
+    result: Result<Option<(i32, String)>>,
+    ended: Ended,
+) -> Result<Outcome> {
+    match result {
+        Ok(None) => Ok(Outcome::Loaded {
             job,
-            rows,
-            rejected,
-            rejects_file,
-            seconds: started.elapsed().as_secs_f64(),
-        },
+            rows: ended.rows,
+            rejected: ended.rejected,
+            rejects_file: ended.rejects_file,
+            seconds: ended.seconds,
+        }),
         Ok(Some((earlier, sha))) => {
             control.execute(
                 "UPDATE ingest_jobs
@@ -115,32 +134,28 @@ pub fn ingest_file(
                   WHERE id = $1",
                 &[&job, &earlier, &sha],
             )?;
-            Outcome::Skipped { job, earlier }
+            Ok(Outcome::Skipped { job, earlier })
         }
         Err(e) => {
             // Redacted before it is stored: job records and notifications never carry a password.
-            let error = crate::conninfo::redact(&failure(name, job, committing, &e));
-            if control.is_closed() {
-                // The job's session lock went with the connection: the next command that connects marks
-                // the job failed (ingest_reap_abandoned).
-                return Ok(Outcome::Failed {
-                    job: Some(job),
-                    error,
-                });
+            let error = crate::redact::redact(&failure(name, job, ended.committing, &e));
+            if !control.is_closed() {
+                record_failure(
+                    control,
+                    job,
+                    &error,
+                    ended.rejected,
+                    ended.rejects_file.as_deref(),
+                )?;
             }
-            record_failure(control, job, &error, rejected, rejects_file.as_deref())?;
-            Outcome::Failed {
+            // Otherwise the job's session lock went with the connection: the next command that connects
+            // marks the job failed (ingest_reap_abandoned).
+            Ok(Outcome::Failed {
                 job: Some(job),
                 error,
-            }
+            })
         }
-    };
-    if let Err(e) = close(control, printer, job) {
-        // The outcome stands (it was committed or recorded above); only its echo or the tidying is lost,
-        // and the session's locks go with a lost connection.
-        log::warn!("job {job}: after the file's outcome was recorded: {e:#}");
     }
-    Ok(outcome)
 }
 
 /// Opens the job of a file (its row and session locks, ingest_job_open in db/003_ingest_jobs.sql) and
