@@ -9,6 +9,12 @@ PORT=54330
 ensure_postgis
 # tests/containers.rs parses docker-compose.yml with PyYAML.
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
+# tests/cli.rs checks that the completion scripts parse in each shell.
+if ! command -v zsh >/dev/null || ! command -v fish >/dev/null; then
+    log "installing zsh and fish (apt-get), for the completion scripts' test"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends zsh fish >&2
+fi
 remove_cluster pg-test
 remove_cluster pg-restart
 TLS_DIR=$(cluster_dir pg-test)-tls
