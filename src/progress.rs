@@ -1,11 +1,10 @@
 //! What `trips ingest` draws on a terminal while it loads (indicatif): one line per file being loaded,
-//! fed by that file's status events (the payloads every listener gets, so the bar moves with each
-//! progress update, `--progress-secs`). A file of known size gets a bar with percent and ETA; standard
+//! fed by that file's status events (src/status.rs: the payloads every listener gets, so the bar moves
+//! with each progress update, `--progress-secs`). A file of known size gets a bar with percent and ETA; standard
 //! input a spinner. Every other line the process writes to stderr while bars are drawn (outcomes,
 //! warnings, log records) goes through `above`, which lifts the bars, prints, and draws them again, so
 //! that nothing tears.
 
-use crate::status::Event;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
@@ -55,11 +54,12 @@ impl Write for Stderr {
 pub struct FileBar(ProgressBar);
 
 impl FileBar {
-    pub fn new(event: &Event) -> FileBar {
+    /// The line of `file`, with a bar if its size is known.
+    pub fn new(file: &str, total_bytes: Option<u64>) -> FileBar {
         // Added to the bars before anything is set: a bar draws on its own until it is added.
-        let (bar, template) = match event.total_bytes {
+        let (bar, template) = match total_bytes {
             Some(total) if total > 0 => (
-                ProgressBar::new(total as u64),
+                ProgressBar::new(total),
                 "{prefix:20!} [{wide_bar}] {percent:>3}% {msg} eta {eta}",
             ),
             _ => (
@@ -70,9 +70,9 @@ impl FileBar {
         let bar = bars().add(bar);
         let style = ProgressStyle::with_template(template).expect("a valid template");
         bar.set_style(style.progress_chars("=> "));
-        let name = std::path::Path::new(&event.file)
+        let name = std::path::Path::new(file)
             .file_name()
-            .map_or(event.file.clone(), |n| n.to_string_lossy().into_owned());
+            .map_or(file.to_string(), |n| n.to_string_lossy().into_owned());
         bar.set_prefix(name);
         if bar.length().is_none() {
             bar.enable_steady_tick(Duration::from_millis(120));
@@ -80,80 +80,14 @@ impl FileBar {
         FileBar(bar)
     }
 
-    pub fn update(&self, event: &Event) {
-        self.0.set_position(event.bytes.max(0) as u64);
-        self.0.set_message(message(event));
+    /// `bytes` read so far, and what to say beside the bar (about 40 columns at most).
+    pub fn update(&self, bytes: u64, message: String) {
+        self.0.set_position(bytes);
+        self.0.set_message(message);
     }
 
     pub fn finish(self) {
         self.0.finish_and_clear();
         bars().remove(&self.0);
-    }
-}
-
-/// `loading 1.2M rows, 340k/s` (and `, 12 rejected`): at most about 40 columns.
-fn message(event: &Event) -> String {
-    let rate = (event.rows as f64 / event.elapsed_s.max(1e-3)) as i64;
-    let rejected = match event.rejected {
-        0 => String::new(),
-        n => format!(", {} rejected", short(n)),
-    };
-    format!(
-        "{} {} rows, {}/s{rejected}",
-        event.state,
-        short(event.rows),
-        short(rate)
-    )
-}
-
-/// A count in a few characters: 9999, 12.3k, 456k, 7.8M, 123M, 1.2G.
-fn short(n: i64) -> String {
-    let v = n as f64;
-    match n.unsigned_abs() {
-        0..10_000 => n.to_string(),
-        10_000..100_000 => format!("{:.1}k", v / 1e3),
-        100_000..1_000_000 => format!("{:.0}k", v / 1e3),
-        1_000_000..100_000_000 => format!("{:.1}M", v / 1e6),
-        100_000_000..1_000_000_000 => format!("{:.0}M", v / 1e6),
-        _ => format!("{:.1}G", v / 1e9),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_are_short() {
-        let cases = [
-            (0, "0"),
-            (9999, "9999"),
-            (12_345, "12.3k"),
-            (456_000, "456k"),
-            (7_800_000, "7.8M"),
-            (123_000_000, "123M"),
-            (1_200_000_000, "1.2G"),
-        ];
-        for (n, text) in cases {
-            assert_eq!(short(n), text);
-        }
-    }
-
-    #[test]
-    fn the_message_says_state_rows_and_rate() {
-        let event = Event {
-            job: 1,
-            file: "f.csv".into(),
-            state: "loading".into(),
-            rows: 1_200_000,
-            rejected: 12,
-            bytes: 50,
-            total_bytes: Some(100),
-            elapsed_s: 2.0,
-            error: None,
-            duplicate_of: None,
-            rejects_file: None,
-        };
-        assert_eq!(message(&event), "loading 1.2M rows, 600k/s, 12 rejected");
     }
 }

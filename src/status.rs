@@ -69,6 +69,34 @@ impl Event {
             }
         }
     }
+
+    /// A few words for beside a progress bar: `loading 1.2M rows, 340k/s` (and `, 12 rejected`).
+    pub fn brief(&self) -> String {
+        let rate = (self.rows as f64 / self.elapsed_s.max(1e-3)) as i64;
+        let rejected = match self.rejected {
+            0 => String::new(),
+            n => format!(", {} rejected", short(n)),
+        };
+        format!(
+            "{} {} rows, {}/s{rejected}",
+            self.state,
+            short(self.rows),
+            short(rate)
+        )
+    }
+}
+
+/// A count in a few characters: 9999, 12.3k, 456k, 7.8M, 123M, 1.2G.
+fn short(n: i64) -> String {
+    let v = n as f64;
+    match n.unsigned_abs() {
+        0..10_000 => n.to_string(),
+        10_000..100_000 => format!("{:.1}k", v / 1e3),
+        100_000..1_000_000 => format!("{:.0}k", v / 1e3),
+        1_000_000..100_000_000 => format!("{:.1}M", v / 1e6),
+        100_000_000..1_000_000_000 => format!("{:.0}M", v / 1e6),
+        _ => format!("{:.1}G", v / 1e9),
+    }
 }
 
 pub fn parse(payload: &str) -> Option<Event> {
@@ -130,9 +158,10 @@ impl Printer {
             return Ok(());
         }
         if self.live {
+            let total = event.total_bytes.map(|t| t.max(0) as u64);
             self.bar
-                .get_or_insert_with(|| FileBar::new(event))
-                .update(event);
+                .get_or_insert_with(|| FileBar::new(&event.file, total))
+                .update(event.bytes.max(0) as u64, event.brief());
             return Ok(());
         }
         let line = event.describe();
@@ -261,6 +290,31 @@ mod tests {
             duplicate_of: None,
             rejects_file: None,
         }
+    }
+
+    #[test]
+    fn counts_are_short() {
+        let cases = [
+            (0, "0"),
+            (9999, "9999"),
+            (12_345, "12.3k"),
+            (456_000, "456k"),
+            (7_800_000, "7.8M"),
+            (123_000_000, "123M"),
+            (1_200_000_000, "1.2G"),
+        ];
+        for (n, text) in cases {
+            assert_eq!(short(n), text);
+        }
+    }
+
+    #[test]
+    fn a_brief_says_state_rows_rate_and_rejects() {
+        let mut e = event(50, Some(100));
+        e.rows = 1_200_000;
+        e.rejected = 12;
+        e.elapsed_s = 2.0;
+        assert_eq!(e.brief(), "loading 1.2M rows, 600k/s, 12 rejected");
     }
 
     #[test]
