@@ -540,3 +540,22 @@ fn hostile_names_are_data_stored_and_shown_verbatim() {
         assert_eq!(first["region"], region);
     }
 }
+
+#[test]
+fn connection_errors_say_where_but_never_the_password() {
+    let db = test_db!("connect");
+    let run = db.trips(&[
+        "--database-url",
+        "postgresql://trips:hunter2@127.0.0.1:1/nothing",
+        "ingest",
+        sample().to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 3);
+    assert!(
+        run.stderr
+            .contains("cannot connect to the database at 127.0.0.1:1/nothing as user trips"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+}
