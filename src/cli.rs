@@ -1,6 +1,7 @@
 //! The command line: what users can type, parsed by clap.
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -70,6 +71,8 @@ pub enum Command {
     Migrate(ConnArgs),
     /// Create the group roles trips_loader and trips_reader and grant them what they need (run as the owner).
     Roles(ConnArgs),
+    /// Serve the answers and the ingest status over HTTP: JSON, GeoJSON, server-sent events (docs/api.md).
+    Serve(ServeArgs),
     /// Write synthetic trips as CSV in the input format to stdout (for benchmarks and tests).
     Gen(GenArgs),
     /// Write a shell completion script to stdout, e.g. `trips completions bash > /etc/bash_completion.d/trips`.
@@ -88,10 +91,43 @@ impl Command {
             Command::Groups(a) => &a.conn,
             Command::WeeklyAvg(a) => &a.conn,
             Command::Compact(a) => &a.conn,
+            Command::Serve(a) => &a.conn,
             Command::Refresh(a) | Command::Migrate(a) | Command::Roles(a) => &a.conn,
             Command::Gen(_) | Command::Completions(_) | Command::Man => return None,
         })
     }
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+
+    /// The address and port to listen on. The default answers this machine only; 0.0.0.0:8080 answers
+    /// every network the machine is on (put TLS in front: docs/api.md).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    pub listen: std::net::SocketAddr,
+
+    /// Accept files on POST /v1/ingest (off by default); needs --token-file.
+    #[arg(long, requires = "token_file")]
+    pub allow_ingest: bool,
+
+    /// A file holding the token that POST /v1/ingest must send as `Authorization: Bearer TOKEN`.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// The largest body POST /v1/ingest accepts, in MiB (a larger one gets 413).
+    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    pub max_body_mib: u64,
+
+    /// Folder for the rejects files of uploads with ?skip_invalid=true.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub rejects_dir: PathBuf,
+
+    /// Connections in the pool that answers questions (uploads and the event relay have their own).
+    #[arg(long, default_value_t = 8, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=200))]
+    pub pool: u16,
 }
 
 #[derive(Args)]
@@ -231,16 +267,34 @@ pub struct GroupsArgs {
     #[command(flatten)]
     pub conn: Conn,
 
+    #[command(flatten)]
+    pub question: GroupsQuestion,
+
+    /// How to print the groups: a table; json, one object per group per line; geojson, one
+    /// FeatureCollection of desire lines (QGIS, kepler.gl, geojson.io open it); csv.
+    #[arg(long, value_enum, default_value_t = GroupsFormat::Table)]
+    pub format: GroupsFormat,
+
+    /// The same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+}
+
+/// Which groups to show: the same fields for `trips groups` and `GET /v1/groups`.
+#[derive(Args, Clone, Deserialize)]
+pub struct GroupsQuestion {
     /// Only this region.
     #[arg(long)]
     pub region: Option<String>,
 
     /// How many groups, largest first.
     #[arg(long, default_value_t = 20)]
+    #[serde(default = "default_top")]
     pub top: i64,
 
     /// Only groups with at least this many trips.
     #[arg(long, default_value_t = 1)]
+    #[serde(default = "default_min_trips")]
     pub min_trips: i64,
 
     /// Cell size in metres (north-south): the stored one (about 2226 m) or an odd multiple of it.
@@ -250,10 +304,22 @@ pub struct GroupsArgs {
     /// Departure bucket in minutes: the stored one (60) or a multiple of it that divides a day.
     #[arg(long, value_name = "MINUTES")]
     pub bucket_min: Option<i32>,
+}
 
-    /// One JSON object per group, one per line.
-    #[arg(long)]
-    pub json: bool,
+fn default_top() -> i64 {
+    20
+}
+
+fn default_min_trips() -> i64 {
+    1
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GroupsFormat {
+    Table,
+    Json,
+    Geojson,
+    Csv,
 }
 
 #[derive(Args)]
@@ -262,6 +328,21 @@ pub struct WeeklyAvgArgs {
     #[command(flatten)]
     pub conn: Conn,
 
+    #[command(flatten)]
+    pub question: WeeklyQuestion,
+
+    /// How to print the answer: text, json (one object) or csv (with --weeks: one row per week).
+    #[arg(long, value_enum, default_value_t = WeeklyFormat::Text)]
+    pub format: WeeklyFormat,
+
+    /// The same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+}
+
+/// A weekly-average question: the same fields for `trips weekly-avg` and `GET /v1/weekly-avg`.
+#[derive(Args, Clone, Deserialize)]
+pub struct WeeklyQuestion {
     /// A bounding box in degrees (EPSG:4326), edges included: MINLON,MINLAT,MAXLON,MAXLAT.
     #[arg(
         long,
@@ -280,6 +361,7 @@ pub struct WeeklyAvgArgs {
 
     /// Which end of a trip must be in the area: origin, destination, both or either (not with --region).
     #[arg(long, default_value = "origin", value_parser = ["origin", "destination", "both", "either"])]
+    #[serde(default = "default_by")]
     pub by: String,
 
     /// Start of the window (included), e.g. 2018-05-07 or "2018-05-07 08:00". Default: the Monday of the
@@ -293,9 +375,17 @@ pub struct WeeklyAvgArgs {
 
     /// Also print the trips of each week of the window, zero weeks included.
     #[arg(long)]
+    #[serde(default)]
     pub weeks: bool,
+}
 
-    /// One JSON object.
-    #[arg(long)]
-    pub json: bool,
+fn default_by() -> String {
+    "origin".to_string()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WeeklyFormat {
+    Text,
+    Json,
+    Csv,
 }

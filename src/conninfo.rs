@@ -3,10 +3,10 @@
 //! and PGSSLROOTCERT, and the password file (~/.pgpass or PGPASSFILE).
 
 use anyhow::{Result, anyhow, bail};
-use postgres::Config;
-use postgres::config::Host;
 use std::path::PathBuf;
 use std::str::FromStr;
+use tokio_postgres::Config;
+use tokio_postgres::config::Host;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SslMode {

@@ -41,13 +41,13 @@ pub fn describe(url: &str) -> String {
     }
 }
 
-fn describe_config(c: &postgres::Config) -> String {
+fn describe_config(c: &tokio_postgres::Config) -> String {
     let hosts: Vec<String> = c
         .get_hosts()
         .iter()
         .map(|h| match h {
-            postgres::config::Host::Tcp(name) => name.clone(),
-            postgres::config::Host::Unix(path) => path.display().to_string(),
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
         })
         .collect();
     let port = c.get_ports().first().copied().unwrap_or(5432);
@@ -66,11 +66,7 @@ fn describe_config(c: &postgres::Config) -> String {
 pub fn connect(url: &str) -> Result<Client> {
     let mut client = connect_only(url)?;
     client
-        .batch_execute(
-            "SET idle_in_transaction_session_timeout = 0;
-             SELECT set_config('idle_session_timeout', '0', false)
-              WHERE current_setting('server_version_num')::integer >= 140000",
-        )
+        .batch_execute(NO_IDLE_TIMEOUTS)
         .context("while setting up the session")?;
     Ok(client)
 }
@@ -79,43 +75,89 @@ fn connect_only(url: &str) -> Result<Client> {
     let mut target = conninfo::parse(url)?;
     target.config.application_name("trips");
     let tls = tls_connector(&target)?;
-    target.config.connect(tls).map_err(|e| {
-        let where_ = describe_config(&target.config);
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            text += &format!(": {s}");
-            source = s.source();
-        }
-        let advice = if text.contains("server does not support TLS") {
-            format!(
-                "the server does not offer TLS and sslmode={} requires it: enable ssl on the server, \
-                 or connect with sslmode=prefer or disable on a network you trust",
-                mode_name(target.ssl_mode)
-            )
-        } else if text.contains("cannot read the root certificate") {
-            "sslrootcert must name a PEM file holding the certificate of the authority that signed \
-             the server's"
-                .to_string()
-        } else if text.contains("TLS") {
-            match target.ssl_mode {
-                SslMode::VerifyFull => "the server's certificate must be signed by the sslrootcert \
-                    certificate and name the host exactly as written in the URL (sslmode=verify-full)"
-                    .to_string(),
-                SslMode::VerifyCa => "the server's certificate must be signed by the sslrootcert \
-                    certificate (sslmode=verify-ca)"
-                    .to_string(),
-                _ => "the TLS handshake failed".to_string(),
-            }
-        } else {
-            "start the local one with scripts/run.sh, or pass --database-url / set DATABASE_URL"
-                .to_string()
-        };
-        anyhow::Error::new(e).context(format!(
-            "cannot connect to the database at {where_}; {advice}"
-        ))
-    })
+    postgres::Config::from(target.config.clone())
+        .connect(tls)
+        .map_err(|e| cannot_connect(&target, e))
 }
+
+/// What a failed connection says: where, and what to do.
+fn cannot_connect(target: &Target, e: postgres::Error) -> anyhow::Error {
+    let where_ = describe_config(&target.config);
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text += &format!(": {s}");
+        source = s.source();
+    }
+    let advice = if text.contains("server does not support TLS") {
+        format!(
+            "the server does not offer TLS and sslmode={} requires it: enable ssl on the server, \
+             or connect with sslmode=prefer or disable on a network you trust",
+            mode_name(target.ssl_mode)
+        )
+    } else if text.contains("cannot read the root certificate") {
+        "sslrootcert must name a PEM file holding the certificate of the authority that signed \
+         the server's"
+            .to_string()
+    } else if text.contains("TLS") {
+        match target.ssl_mode {
+            SslMode::VerifyFull => "the server's certificate must be signed by the sslrootcert \
+                certificate and name the host exactly as written in the URL (sslmode=verify-full)"
+                .to_string(),
+            SslMode::VerifyCa => "the server's certificate must be signed by the sslrootcert \
+                certificate (sslmode=verify-ca)"
+                .to_string(),
+            _ => "the TLS handshake failed".to_string(),
+        }
+    } else {
+        "start the local one with scripts/run.sh, or pass --database-url / set DATABASE_URL"
+            .to_string()
+    };
+    anyhow::Error::new(e).context(format!(
+        "cannot connect to the database at {where_}; {advice}"
+    ))
+}
+
+/// The async side (`trips serve`): a pool of connections with the same settings and TLS as `connect`.
+/// The pool connects lazily, when a request first needs a connection.
+pub fn pool(url: &str, size: usize) -> Result<deadpool_postgres::Pool> {
+    let mut target = conninfo::parse(url)?;
+    target.config.application_name("trips serve");
+    let tls = tls_connector(&target)?;
+    let manager = deadpool_postgres::Manager::from_config(
+        target.config,
+        tls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    Ok(deadpool_postgres::Pool::builder(manager)
+        .max_size(size)
+        .build()?)
+}
+
+/// An async connection of its own (for `LISTEN`), exempt from the idle timeouts like `connect`'s. The
+/// returned connection must be polled (it carries the notifications).
+pub async fn connect_async(
+    url: &str,
+) -> Result<(
+    tokio_postgres::Client,
+    tokio_postgres::Connection<Socket, TlsStream<Socket>>,
+)> {
+    let mut target = conninfo::parse(url)?;
+    target.config.application_name("trips serve");
+    let tls = tls_connector(&target)?;
+    target
+        .config
+        .connect(tls)
+        .await
+        .map_err(|e| cannot_connect(&target, e))
+}
+
+/// The statement that exempts a session from the server's idle timeouts.
+pub const NO_IDLE_TIMEOUTS: &str = "SET idle_in_transaction_session_timeout = 0;
+     SELECT set_config('idle_session_timeout', '0', false)
+      WHERE current_setting('server_version_num')::integer >= 140000";
 
 fn mode_name(mode: SslMode) -> &'static str {
     match mode {

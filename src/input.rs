@@ -31,7 +31,6 @@ pub struct Input {
 }
 
 pub fn open(name: &str) -> Result<Input> {
-    let bytes_read = Rc::new(Cell::new(0));
     let (raw, total_bytes): (Box<dyn Read>, _) = if name == "-" {
         (Box::new(io::stdin().lock()), None)
     } else {
@@ -44,6 +43,12 @@ pub fn open(name: &str) -> Result<Input> {
         }
         (Box::new(file), Some(meta.len()))
     };
+    from_reader(name, raw, total_bytes)
+}
+
+/// An input from any reader (a file, stdin, an HTTP request's body), gzip or not.
+pub fn from_reader(name: &str, raw: Box<dyn Read>, total_bytes: Option<u64>) -> Result<Input> {
+    let bytes_read = Rc::new(Cell::new(0));
     let mut buffered = BufReader::with_capacity(
         READ_BUFFER,
         Counting {
@@ -54,7 +59,7 @@ pub fn open(name: &str) -> Result<Input> {
     let gzip = buffered
         .fill_buf()
         .with_context(|| format!("cannot read {name}"))?
-        .starts_with(&[0x1f, 0x8b]);
+        .starts_with(&GZIP_MAGIC);
     let content: Box<dyn Read> = if gzip {
         Box::new(MultiGzDecoder::new(buffered))
     } else {
@@ -75,6 +80,9 @@ pub fn open(name: &str) -> Result<Input> {
         },
     })
 }
+
+/// The first bytes of a gzip stream.
+pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Reading past the limit of a [`Bounded`] reader: a record longer than [`MAX_RECORD_BYTES`].
 #[derive(Debug)]

@@ -36,6 +36,7 @@ mod migrate;
 mod parse;
 mod progress;
 mod redact;
+mod serve;
 mod status;
 mod weekly;
 
@@ -77,6 +78,7 @@ fn main() -> ExitCode {
         Command::Compact(args) => {
             open(&url).and_then(|mut c| commands::compact::run(&mut c, args.job))
         }
+        Command::Serve(args) => serve::run(&url, &args).map(|()| ExitCode::SUCCESS),
         Command::Refresh(_) => open(&url).and_then(|mut c| {
             let started = Instant::now();
             groups::refresh(&mut c)?;

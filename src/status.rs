@@ -27,6 +27,9 @@ pub struct Event {
     pub error: Option<String>,
     pub duplicate_of: Option<i32>,
     pub rejects_file: Option<String>,
+    /// When the payload was made (the database's clock, UTC, microseconds).
+    #[serde(default)]
+    pub at: Option<String>,
 }
 
 impl Event {
@@ -240,13 +243,16 @@ pub fn recent(client: &mut Client, limit: i64) -> Result<Vec<(String, Event)>> {
     payloads(client, "ORDER BY id DESC LIMIT $1", &[&limit])
 }
 
+/// The status payload of every job; a WHERE and/or ORDER BY clause picks them.
+pub const PAYLOADS: &str = "SELECT ingest_status_payload(j) FROM ingest_jobs j";
+
 /// The status payloads of the jobs that `rest` (a WHERE and/or ORDER BY clause) selects, decoded.
 fn payloads(
     client: &mut Client,
     rest: &str,
     params: &[&(dyn postgres::types::ToSql + Sync)],
 ) -> Result<Vec<(String, Event)>> {
-    let sql = format!("SELECT ingest_status_payload(j) FROM ingest_jobs j {rest}");
+    let sql = format!("{PAYLOADS} {rest}");
     Ok(client
         .query(&sql, params)?
         .iter()
@@ -289,6 +295,7 @@ mod tests {
             error: None,
             duplicate_of: None,
             rejects_file: None,
+            at: None,
         }
     }
 

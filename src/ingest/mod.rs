@@ -70,7 +70,29 @@ pub fn ingest_file(
     opts: &Options,
     printer: &mut Printer,
 ) -> Result<Outcome> {
-    let input = match input::open(name) {
+    ingest_input(
+        control,
+        load,
+        name,
+        input::open(name),
+        opts,
+        printer,
+        |_| {},
+    )
+}
+
+/// Loads one opened input (`trips serve` opens a request's body) as `ingest_file` does; `opened` is told
+/// the job's id as soon as the job exists.
+pub fn ingest_input(
+    control: &mut Client,
+    load: &mut Client,
+    name: &str,
+    input: Result<input::Input>,
+    opts: &Options,
+    printer: &mut Printer,
+    opened: impl FnOnce(i32),
+) -> Result<Outcome> {
+    let input = match input {
         Ok(input) => input,
         Err(e) => {
             return Ok(Outcome::Failed {
@@ -80,6 +102,7 @@ pub fn ingest_file(
         }
     };
     let job = open_job(control, name, input.total_bytes, opts.force)?;
+    opened(job);
     relay(control, printer, job)?;
     let started = Instant::now();
     let mut loader = Loader::new(control, printer, job, opts, name, &input);

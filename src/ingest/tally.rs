@@ -135,14 +135,21 @@ pub struct Grid {
 }
 
 impl Grid {
+    /// The stored grid (db/009_trip_groups.sql).
+    pub const SQL: &str = "SELECT cell_deg, bucket_min FROM trip_group_grid";
+
     pub fn read(client: &mut Client) -> Result<Grid> {
         let row = client
-            .query_one("SELECT cell_deg, bucket_min FROM trip_group_grid", &[])
+            .query_one(Grid::SQL, &[])
             .context("while reading the grid of trip groups")?;
-        Ok(Grid {
+        Ok(Grid::from_row(&row))
+    }
+
+    pub fn from_row(row: &postgres::Row) -> Grid {
+        Grid {
             cell_deg: row.get(0),
             bucket_min: row.get(1),
-        })
+        }
     }
 
     /// The cell index of a coordinate in 1e-7 degree: what ST_SnapToGrid does to the `trips` view's value
