@@ -15,7 +15,9 @@ FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends libssl3 ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/trips /usr/local/bin/trips
-RUN useradd --create-home --uid 10001 trips
+RUN useradd --create-home --uid 10001 trips \
+    && mkdir /rejects && chown trips /rejects
+# /rejects: where docker-compose.yml's services write rejects files (a named volume takes this owner).
 USER trips
 # Rejects files (--skip-invalid) are written to the working folder unless --rejects-dir says otherwise.
 WORKDIR /home/trips

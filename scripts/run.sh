@@ -17,11 +17,8 @@ log "building trips (release)"
 cargo build --release --quiet
 export DATABASE_URL="postgresql://trips@127.0.0.1:$PORT/trips"
 ./target/release/trips ingest data/trips.csv
-# Refresh the trip_groups snapshot every 10 minutes, and run the merges that are due every 5 (for loads
-# made with --no-compact or whose merge was interrupted); pg_cron replaces a job of the same name.
-psql_at "$PORT" trips -c "CREATE EXTENSION IF NOT EXISTS pg_cron" \
-    -c "SELECT cron.schedule('trips-refresh-groups', '*/10 * * * *', 'SELECT refresh_trip_groups()')" \
-    -c "SELECT cron.schedule('trips-merge', '*/5 * * * *', 'CALL trips_merge()')" >/dev/null
+# The refresh of trip_groups and the merges, scheduled with pg_cron (the same file as the container's).
+psql_at "$PORT" trips -f "$REPO/scripts/schedule.sql" >/dev/null
 
 psql_at "$PORT" trips <<'SQL'
 \echo

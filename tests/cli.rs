@@ -19,7 +19,7 @@ fn flags(help: &str) -> BTreeSet<String> {
         .collect()
 }
 
-const COMMANDS: [&str; 12] = [
+const COMMANDS: [&str; 13] = [
     "ingest",
     "watch",
     "jobs",
@@ -29,6 +29,7 @@ const COMMANDS: [&str; 12] = [
     "compact",
     "migrate",
     "roles",
+    "serve",
     "gen",
     "completions",
     "man",

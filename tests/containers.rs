@@ -41,13 +41,7 @@ fn compose() -> Value {
 fn compose_file_has_the_documented_services() {
     let c = compose();
     let db = &c["services"]["db"];
-    assert!(
-        db["image"]
-            .as_str()
-            .unwrap()
-            .starts_with("postgis/postgis:15-3"),
-        "{db}"
-    );
+    assert_eq!(db["build"]["dockerfile"], "docker/db.Dockerfile");
     assert!(db["healthcheck"]["test"].to_string().contains("pg_isready"));
     let volume = db["volumes"][0].as_str().unwrap();
     let named = volume.split(':').next().unwrap();
@@ -56,34 +50,81 @@ fn compose_file_has_the_documented_services() {
         "volume {named} is not declared as a named volume"
     );
     assert!(volume.ends_with(":/var/lib/postgresql/data"));
+    // pg_cron is preloaded and runs its jobs in the database the service creates.
+    let command = db["command"].to_string();
+    assert!(command.contains("shared_preload_libraries=pg_cron,postgis-3"), "{command}");
+    let env = &db["environment"];
+    assert!(command.contains(&format!(
+        "cron.database_name={}",
+        env["POSTGRES_DB"].as_str().unwrap()
+    )));
 
+    // The loader loads the bundled sample; the API waits for it, and answers this machine only.
     let trips = &c["services"]["trips"];
     assert_eq!(trips["build"], ".");
-    let url = trips["environment"]["DATABASE_URL"].as_str().unwrap();
-    assert!(url.contains("@db:5432/trips"), "{url}");
-    assert_eq!(trips["depends_on"]["db"]["condition"], "service_healthy");
-    assert!(
-        trips["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|v| v == "./data:/data:ro")
+    assert_eq!(
+        trips["command"],
+        serde_json::json!(["ingest", "--rejects-dir", "/rejects", "/data/trips.csv"])
     );
-    // The database user and password of the URL are the ones the db service creates.
-    let env = &db["environment"];
-    assert!(url.starts_with(&format!(
-        "postgresql://{}:",
-        env["POSTGRES_USER"].as_str().unwrap()
-    )));
-    assert!(url.contains(env["POSTGRES_PASSWORD"].as_str().unwrap()));
+    assert_eq!(trips["depends_on"]["db"]["condition"], "service_healthy");
+    let api = &c["services"]["api"];
+    assert_eq!(api["image"], trips["image"]);
+    assert_eq!(api["command"][0], "serve");
+    assert_eq!(api["command"][2], "0.0.0.0:8080");
+    assert_eq!(api["ports"][0], "127.0.0.1:8080:8080");
+    assert_eq!(
+        api["depends_on"]["trips"]["condition"],
+        "service_completed_successfully"
+    );
+    for service in [trips, api] {
+        let url = service["environment"]["DATABASE_URL"].as_str().unwrap();
+        assert!(url.contains("@db:5432/trips"), "{url}");
+        // The database user and password of the URL are the ones the db service creates.
+        assert!(url.starts_with(&format!(
+            "postgresql://{}:",
+            env["POSTGRES_USER"].as_str().unwrap()
+        )));
+        assert!(url.contains(env["POSTGRES_PASSWORD"].as_str().unwrap()));
+        let mounts = service["volumes"].to_string();
+        assert!(mounts.contains("\"rejects:/rejects\""), "{mounts}");
+    }
+    assert!(trips["volumes"].to_string().contains("\"./data:/data:ro\""));
+    assert!(c["volumes"].get("rejects").is_some());
+}
+
+/// The database image: PostGIS 15-3.4, plus the pg_cron package scripts/lib.sh installs for the local
+/// cluster, and the schedules scripts/run.sh applies.
+#[test]
+fn database_image_adds_pg_cron_and_the_schedules_of_the_scripts() {
+    let dockerfile = repo_file("docker/db.Dockerfile");
+    assert!(dockerfile.contains("FROM postgis/postgis:15-3.4\n"));
+    let lib = repo_file("scripts/lib.sh");
+    let version = lib
+        .lines()
+        .find_map(|l| l.strip_prefix("PG_VERSION="))
+        .expect("scripts/lib.sh sets PG_VERSION")
+        .trim_matches('"');
+    assert!(lib.contains("postgresql-$PG_VERSION-cron"));
+    assert!(dockerfile.contains(&format!("install -y --no-install-recommends postgresql-{version}-cron")));
+    assert!(dockerfile.contains("COPY scripts/schedule.sql /docker-entrypoint-initdb.d/"));
+    assert!(repo_file("scripts/run.sh").contains("scripts/schedule.sql"));
+    let schedule = repo_file("scripts/schedule.sql");
+    for job in ["SELECT refresh_trip_groups()", "CALL trips_merge()"] {
+        assert!(schedule.contains(job), "{job}");
+    }
+    // The run image owns /rejects, which the named volume then takes.
+    assert!(repo_file("Dockerfile").contains("mkdir /rejects && chown trips /rejects"));
+    // .dockerignore keeps scripts/ in the build context the database image copies from.
+    assert!(!repo_file(".dockerignore").lines().any(|l| l.trim() == "scripts"));
 }
 
 #[test]
 fn readme_shows_the_compose_commands_that_the_file_supports() {
     let readme = repo_file("docs/operations.md");
     for cmd in [
-        "docker compose up -d db",
+        "docker compose up",
         "docker compose run --rm trips ingest /data/trips.csv",
+        "http://127.0.0.1:8080/openapi.json",
         "TRIPS_DB_PASSWORD",
         "not built here",
     ] {

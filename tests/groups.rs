@@ -306,6 +306,18 @@ fn the_groups_command_shows_the_largest_and_explains_bad_resolutions() {
         .map(|v| v.as_i64().unwrap())
         .sum();
     assert_eq!(total, largest);
+    // CSV: a header, then the same groups in the same order.
+    let csv = db
+        .trips(&["groups", "--top", "3", "--format", "csv"])
+        .ok();
+    let mut reader = csv::Reader::from_reader(csv.stdout.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3);
+    for (row, group) in rows.iter().zip(&groups) {
+        assert_eq!(row[0], group["region"]);
+        assert_eq!(row[7].parse::<i64>().unwrap(), group["trips"]);
+        assert_eq!(row[1].parse::<f64>().unwrap(), group["origin_cell"][0]);
+    }
 
     let run = db
         .trips(&[

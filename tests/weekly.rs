@@ -290,6 +290,31 @@ fn the_cli_prints_the_window_and_its_weeks() {
         "38 trips over 5 weeks, from 2018-04-30 00:00:00 to 2018-06-04 00:00:00 (excluded)"
     );
     assert_eq!(lines.len(), 3 + 5);
+    // CSV: one row per week, the same weeks and counts as the text.
+    let csv = db
+        .trips(&[
+            "weekly-avg",
+            "--bbox",
+            "7.5,44.9,7.8,45.2",
+            "--weeks",
+            "--format",
+            "csv",
+        ])
+        .ok();
+    let rows: Vec<&str> = csv.stdout.lines().collect();
+    assert_eq!(rows[0], "week_start,trips");
+    let from_text: Vec<String> = lines[3..]
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(","))
+        .collect();
+    assert_eq!(rows[1..], from_text[..]);
+    let csv = db
+        .trips(&["weekly-avg", "--region", "Turin", "--format", "csv"])
+        .ok();
+    assert_eq!(
+        csv.stdout,
+        "average,trips,weeks,window_start,window_end\n7.6,38,5,2018-04-30 00:00:00,2018-06-04 00:00:00\n"
+    );
     let run = db
         .trips(&[
             "weekly-avg",
