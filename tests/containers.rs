@@ -52,7 +52,10 @@ fn compose_file_has_the_documented_services() {
     assert!(volume.ends_with(":/var/lib/postgresql/data"));
     // pg_cron is preloaded and runs its jobs in the database the service creates.
     let command = db["command"].to_string();
-    assert!(command.contains("shared_preload_libraries=pg_cron,postgis-3"), "{command}");
+    assert!(
+        command.contains("shared_preload_libraries=pg_cron,postgis-3"),
+        "{command}"
+    );
     let env = &db["environment"];
     assert!(command.contains(&format!(
         "cron.database_name={}",
@@ -105,7 +108,9 @@ fn database_image_adds_pg_cron_and_the_schedules_of_the_scripts() {
         .expect("scripts/lib.sh sets PG_VERSION")
         .trim_matches('"');
     assert!(lib.contains("postgresql-$PG_VERSION-cron"));
-    assert!(dockerfile.contains(&format!("install -y --no-install-recommends postgresql-{version}-cron")));
+    assert!(dockerfile.contains(&format!(
+        "install -y --no-install-recommends postgresql-{version}-cron"
+    )));
     assert!(dockerfile.contains("COPY scripts/schedule.sql /docker-entrypoint-initdb.d/"));
     assert!(repo_file("scripts/run.sh").contains("scripts/schedule.sql"));
     let schedule = repo_file("scripts/schedule.sql");
@@ -115,7 +120,11 @@ fn database_image_adds_pg_cron_and_the_schedules_of_the_scripts() {
     // The run image owns /rejects, which the named volume then takes.
     assert!(repo_file("Dockerfile").contains("mkdir /rejects && chown trips /rejects"));
     // .dockerignore keeps scripts/ in the build context the database image copies from.
-    assert!(!repo_file(".dockerignore").lines().any(|l| l.trim() == "scripts"));
+    assert!(
+        !repo_file(".dockerignore")
+            .lines()
+            .any(|l| l.trim() == "scripts")
+    );
 }
 
 #[test]

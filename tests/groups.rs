@@ -307,9 +307,7 @@ fn the_groups_command_shows_the_largest_and_explains_bad_resolutions() {
         .sum();
     assert_eq!(total, largest);
     // CSV: a header, then the same groups in the same order.
-    let csv = db
-        .trips(&["groups", "--top", "3", "--format", "csv"])
-        .ok();
+    let csv = db.trips(&["groups", "--top", "3", "--format", "csv"]).ok();
     let mut reader = csv::Reader::from_reader(csv.stdout.as_bytes());
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 3);
