@@ -131,8 +131,12 @@ pub fn pool(url: &str, size: usize) -> Result<deadpool_postgres::Pool> {
             recycling_method: deadpool_postgres::RecyclingMethod::Fast,
         },
     );
+    // A database that does not answer makes a request fail in seconds (503), not hang.
     Ok(deadpool_postgres::Pool::builder(manager)
         .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .create_timeout(Some(Duration::from_secs(10)))
+        .wait_timeout(Some(Duration::from_secs(30)))
         .build()?)
 }
 
