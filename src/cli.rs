@@ -113,7 +113,7 @@ pub struct ServeArgs {
     pub allow_ingest: bool,
 
     /// A file holding the token that POST /v1/ingest must send as `Authorization: Bearer TOKEN`.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "allow_ingest")]
     pub token_file: Option<PathBuf>,
 
     /// The largest body POST /v1/ingest accepts, in MiB (a larger one gets 413).

@@ -381,6 +381,16 @@ fn every_answer_equals_the_sql_functions_and_bad_requests_are_told() {
 #[test]
 fn uploads_need_the_token_stream_into_the_loader_and_end_on_events() {
     let db = test_db!("serve_upload");
+    // A short token, or a token without --allow-ingest, is a usage error before anything is served.
+    let short = db.file("short", "abc\n");
+    let run = db.trips(&["serve", "--allow-ingest", "--token-file", &short]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("is 3 characters long; use at least 16"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.trips(&["serve", "--token-file", &short]).code, 2);
     let token = "0123456789abcdef0123456789abcdef";
     let token_file = db.file("token", format!("{token}\n"));
     let server = Server::start(

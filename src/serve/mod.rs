@@ -12,7 +12,8 @@ mod events;
 mod upload;
 
 use crate::cli::ServeArgs;
-use anyhow::{Context, Result, bail};
+use crate::error::usage;
+use anyhow::{Context, Result};
 use axum::Router;
 use axum::routing::{MethodRouter, get, post};
 use deadpool_postgres::Pool;
@@ -52,12 +53,12 @@ pub struct Server {
 type App = Arc<Server>;
 
 pub fn run(url: &str, args: &ServeArgs) -> Result<()> {
-    // The schema is applied (and the server checked) as by every command, before anything is served.
-    crate::db::open(url)?;
     let token = match (&args.token_file, args.allow_ingest) {
         (Some(path), true) => Some(read_token(path)?),
         _ => None,
     };
+    // The schema is applied (and the server checked) as by every command, before anything is served.
+    crate::db::open(url)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -65,18 +66,23 @@ pub fn run(url: &str, args: &ServeArgs) -> Result<()> {
     runtime.block_on(serve(url, args, token))
 }
 
+/// The upload token: a usage error (exit status 2) if the file cannot be read or holds a short token.
 fn read_token(path: &std::path::Path) -> Result<String> {
-    let token = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let token = std::fs::read_to_string(path).map_err(|e| {
+        usage(format!(
+            "cannot read the token file {}: {e}",
+            path.display()
+        ))
+    })?;
     let token = token.trim().to_string();
     if token.len() < 16 {
-        bail!(
+        return Err(usage(format!(
             "the token in {} is {} characters long; use at least 16 random ones, e.g. \
              `openssl rand -hex 32 > {}`",
             path.display(),
             token.len(),
             path.display()
-        );
+        )));
     }
     Ok(token)
 }
