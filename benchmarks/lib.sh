@@ -70,3 +70,16 @@ settle() {
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+# write_environment DB COMMAND...: $OUT/environment.txt, what a run was and where it ran.
+write_environment() {
+    local db=$1
+    shift
+    {
+        echo "command: $*"
+        echo "commit: $COMMIT"
+        echo "date: $(date -u +%FT%TZ)"
+        echo "server: $(psql_at "$PORT" "$db" -tAc 'SELECT version()')"
+        echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) x $(nproc)"
+    } >"$OUT/environment.txt"
+}

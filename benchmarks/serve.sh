@@ -93,13 +93,7 @@ until grep -q listening "$WORK/sse.log" && grep -q listening "$WORK/listen.log";
 "$TRIPS" ingest --progress never --progress-rows 1000 "$EVENTS_FILE"
 wait "$SSE" "$LISTENER"
 
-{
-    echo "command: benchmarks/serve.sh $ROWS --seconds $SECONDS_EACH"
-    echo "commit: $COMMIT"
-    echo "date: $(date -u +%FT%TZ)"
-    echo "server: $(psql_at "$PORT" "$DB" -tAc 'SELECT version()')"
-    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) x $(nproc)"
-} >"$OUT/environment.txt"
+write_environment "$DB" benchmarks/serve.sh $ROWS --seconds $SECONDS_EACH
 
 python3 - "$OUT" "$ROWS" <<'PY' | tee "$OUT/summary.md"
 import csv, sys

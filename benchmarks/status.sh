@@ -41,13 +41,7 @@ for run in $(seq "$REPEAT"); do
         log "  progress $setting run $run: $s s"
     done
 done
-{
-    echo "command: benchmarks/status.sh $ROWS --repeat $REPEAT"
-    echo "commit: $COMMIT"
-    echo "date: $(date -u +%FT%TZ)"
-    echo "server: $(psql_at "$PORT" "$DB" -tAc 'SELECT version()')"
-    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) x $(nproc)"
-} >"$OUT/environment.txt"
+write_environment "$DB" benchmarks/status.sh $ROWS --repeat $REPEAT
 
 python3 - "$OUT" "$ROWS" <<'PY' | tee "$OUT/summary.txt"
 import csv, statistics, sys

@@ -7,7 +7,7 @@
 //! its own connection comes back after a loss.
 
 use super::App;
-use super::answers::{current_payload, no_such_job};
+use super::answers::{current_payload, no_such_job, query};
 use super::error::ApiError;
 use crate::status::{self, PAYLOADS};
 use axum::extract::rejection::QueryRejection;
@@ -184,7 +184,7 @@ pub async fn stream(
     q: Result<Query<EventsQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let job = q.map_err(|e| ApiError::bad_request(e.body_text()))?.0.job;
+    let job = query(q)?.job;
     // Subscribed before the catch-up is read: an event between the two comes twice, never not at all.
     let live = app.events.subscribe();
     let last_event_id = headers

@@ -38,7 +38,7 @@ pub async fn ingest(
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     authorize(&app, &headers)?;
-    let q = q.map_err(|e| ApiError::bad_request(e.body_text()))?.0;
+    let q = super::answers::query(q)?;
     let name = q.name.unwrap_or_else(|| "upload".to_string());
     let mut body = body.into_data_stream();
     let mut head = Vec::new();
