@@ -16,7 +16,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -223,6 +223,7 @@ pub async fn stream(
     }
     drop(client);
     let feed = Feed {
+        caught_up: backlog.iter().map(|n| (n.job, n.at.clone())).collect(),
         backlog: backlog.into_iter().map(Arc::new).collect(),
         live,
         job,
@@ -236,6 +237,9 @@ pub async fn stream(
 /// What one client's stream sends: the catch-up, then the live events (of its job, if it asked for one).
 struct Feed {
     backlog: VecDeque<Arc<Note>>,
+    /// The `at` of each job's state in the catch-up: a live event of that job made before it (still on
+    /// its way through the relay when the catch-up was read) is older news, and is not sent.
+    caught_up: HashMap<i32, String>,
     live: broadcast::Receiver<Arc<Note>>,
     job: Option<i32>,
     ended: bool,
@@ -252,7 +256,7 @@ impl Feed {
             None => loop {
                 tokio::select! {
                     received = self.live.recv() => match received {
-                        Ok(note) if self.job.is_none_or(|j| note.job == j) => break note,
+                        Ok(note) if self.wants(&note) => break note,
                         Ok(_) => continue,
                         Err(RecvError::Lagged(missed)) => {
                             log::warn!("an event stream fell {missed} events behind and missed them");
@@ -266,5 +270,49 @@ impl Feed {
         };
         self.ended = self.job.is_some() && note.is_final;
         Some((Ok(note.to_event()), self))
+    }
+
+    /// Whether a live event is for this client: of its job, if it asked for one, and not older than
+    /// what the catch-up sent of the same job (`at` has a fixed width: its text sorts as its time).
+    fn wants(&self, note: &Note) -> bool {
+        self.job.is_none_or(|j| note.job == j)
+            && self
+                .caught_up
+                .get(&note.job)
+                .is_none_or(|sent| note.at > *sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(job: i32, at: &str) -> Note {
+        Note {
+            raw: String::new(),
+            job,
+            is_final: false,
+            at: at.into(),
+        }
+    }
+
+    #[test]
+    fn a_live_event_older_than_the_catch_up_of_its_job_is_not_sent() {
+        let feed = |job| Feed {
+            backlog: VecDeque::new(),
+            caught_up: [(1, "2026-12-06T21:14:25.700000Z".to_string())].into(),
+            live: broadcast::channel(1).1,
+            job,
+            ended: false,
+            stopping: tokio::sync::watch::channel(false).1,
+        };
+        let all = feed(None);
+        assert!(!all.wants(&note(1, "2026-12-06T21:14:25.600000Z")));
+        assert!(!all.wants(&note(1, "2026-12-06T21:14:25.700000Z")));
+        assert!(all.wants(&note(1, "2026-12-06T21:14:25.800000Z")));
+        assert!(all.wants(&note(2, "2026-12-06T21:14:25.600000Z")));
+        let one = feed(Some(1));
+        assert!(one.wants(&note(1, "2026-12-06T21:14:26.000000Z")));
+        assert!(!one.wants(&note(2, "2026-12-06T21:14:26.000000Z")));
     }
 }
