@@ -22,7 +22,8 @@
 #
 # Usage: benchmarks/run.sh [--rows N]... [--spread S]... [--files F]... [--areas A] [--plain P]
 #        (defaults: --rows 10000000 --spread dense --spread wide --files 100 --files 2000 --areas 300
-#        --plain 20 --name store; at N >= 50M the plain SQL runs on 8 areas only, each scans every trip)
+#        --plain 20 --name store; at N >= 50M the plain SQL runs on 8 areas only, each scans every trip;
+#        --files 0: the one-file case only)
 # Output: benchmarks/results/<date>-<host>/<name>/: raw.csv (case,metric,method,run,value), latency-*.csv,
 #         environment.txt, summary.md and plots, written by benchmarks/report.py.
 set -euo pipefail
@@ -173,6 +174,7 @@ for n in "${SIZES[@]}"; do
         measure "$c" "$n" "$plain"
 
         for f in "${FILES[@]}"; do
+            [ "$f" = 0 ] && continue
             c="$spread-$n-$f"
             log "== $c: the same trips as $f files"
             mkdir -p "$WORK/parts"
