@@ -138,7 +138,7 @@ fn ingest_worker(
             Outcome::Failed { job, error } => {
                 failed.fetch_add(1, Ordering::Relaxed);
                 let job = job.map(|j| format!(" [job {j}]")).unwrap_or_default();
-                // A job's error was redacted where it is stored (ingest.rs); opening a file names only the file.
+                // A job's error was redacted where it is stored (ingest/mod.rs); opening a file names only the file.
                 progress::above(|| eprintln!("error: failed to load {file}{job}: {error}"));
             }
         }
