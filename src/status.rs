@@ -110,80 +110,71 @@ pub fn parse(payload: &str) -> Option<Event> {
         .ok()
 }
 
-/// How events are shown: raw JSON lines on stdout, or text on stderr/stdout (a bar per file on a
-/// terminal, src/progress.rs).
-pub struct Printer {
-    json: bool,
-    to_stdout: bool,
-    live: bool,
-    /// Draws nothing (--progress never, -q); JSON output is data and still printed.
-    silent: bool,
-    bar: Option<FileBar>,
+/// How events are shown (one way per printer).
+pub enum Printer {
+    /// The raw payloads, one per line on stdout (--json): data, printed even with -q.
+    Json,
+    /// Nothing (--progress never, -q).
+    Silent,
+    /// A bar per file on stderr (src/progress.rs), the current file's once its first event comes.
+    Bars(Option<FileBar>),
+    /// One line per event on stderr.
+    Lines,
+    /// One line per event on stdout (`trips watch`).
+    Stdout,
 }
 
 impl Printer {
     /// For `trips ingest`: progress on stderr, drawn as `draw` says (--progress; `progress::draw_on_stderr`
     /// starts the drawing), or the raw payloads on stdout with --json.
     pub fn for_ingest(json: bool, draw: Progress) -> Printer {
-        let live = match draw {
-            Progress::Auto => std::io::stderr().is_terminal(),
-            Progress::Always => true,
-            Progress::Never => false,
-        };
-        Printer {
-            json,
-            to_stdout: false,
-            live: !json && live,
-            silent: !json && draw == Progress::Never,
-            bar: None,
+        match draw {
+            _ if json => Printer::Json,
+            Progress::Never => Printer::Silent,
+            Progress::Always => Printer::Bars(None),
+            Progress::Auto if std::io::stderr().is_terminal() => Printer::Bars(None),
+            Progress::Auto => Printer::Lines,
         }
     }
 
     /// For `trips watch`: one line per event on stdout.
     pub fn for_watch(json: bool) -> Printer {
-        Printer {
-            json,
-            to_stdout: true,
-            live: false,
-            silent: false,
-            bar: None,
-        }
+        if json { Printer::Json } else { Printer::Stdout }
     }
 
     /// Shows one event. An error writing to stdout (a closed pipe) is returned, for `trips watch` to end
     /// on; `trips ingest` goes on loading whatever happens to its output.
     pub fn show(&mut self, raw: &str, event: &Event) -> std::io::Result<()> {
-        if self.json {
-            let mut out = std::io::stdout().lock();
-            return writeln!(out, "{raw}").and_then(|()| out.flush());
-        }
-        if self.silent {
-            return Ok(());
-        }
-        if self.live {
-            let total = event.total_bytes.map(|t| t.max(0) as u64);
-            self.bar
-                .get_or_insert_with(|| FileBar::new(&event.file, total))
-                .update(event.bytes.max(0) as u64, event.brief());
-            return Ok(());
-        }
-        let line = event.describe();
-        if self.to_stdout {
+        let to_stdout = |line: &str| {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{line}").and_then(|()| out.flush())
-        } else {
-            progress::above(|| eprintln!("{line}"));
-            Ok(())
+        };
+        match self {
+            Printer::Json => to_stdout(raw),
+            Printer::Silent => Ok(()),
+            Printer::Bars(bar) => {
+                let total = event.total_bytes.map(|t| t.max(0) as u64);
+                bar.get_or_insert_with(|| FileBar::new(&event.file, total))
+                    .update(event.bytes.max(0) as u64, event.brief());
+                Ok(())
+            }
+            Printer::Lines => {
+                progress::above(|| eprintln!("{}", event.describe()));
+                Ok(())
+            }
+            Printer::Stdout => to_stdout(&event.describe()),
         }
     }
 
     pub fn is_json(&self) -> bool {
-        self.json
+        matches!(self, Printer::Json)
     }
 
     /// Ends the file's bar, before its outcome line.
     pub fn end_line(&mut self) {
-        if let Some(bar) = self.bar.take() {
+        if let Printer::Bars(bar) = self
+            && let Some(bar) = bar.take()
+        {
             bar.finish();
         }
     }

@@ -27,6 +27,9 @@ use postgres::Client;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// The default of `Options::tally_limit` (`trips ingest --tally-limit`, and uploads to `trips serve`).
+pub const TALLY_LIMIT: u64 = 2_000_000;
+
 pub struct Options {
     /// Load the valid records and write the others to a rejects file, instead of failing the file.
     pub skip_invalid: bool,

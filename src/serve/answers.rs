@@ -71,10 +71,7 @@ pub async fn weekly_avg(
     if let Some(region) = &q.region
         && answer.needs_region_check(&q)
     {
-        let names = client
-            .query(weekly::REGION_NAMES, &[])
-            .await
-            .map_err(anyhow::Error::from)?;
+        let names = client.query(weekly::REGION_NAMES, &[]).await?;
         answer.check_region(region, &names);
     }
     let mut v = answer.to_json(&q, &statements.shown);
@@ -106,24 +103,15 @@ pub async fn groups(
         }
     };
     let client = app.pool.get().await?;
-    let grid = Grid::from_row(
-        &client
-            .query_one(Grid::SQL, &[])
-            .await
-            .map_err(anyhow::Error::from)?,
-    );
+    let grid = Grid::from_row(&client.query_one(Grid::SQL, &[]).await?);
     let resolution = groups::resolution(&grid, &q)?;
     let current: bool = client
         .query_one(groups::SNAPSHOT_IS_CURRENT, &[])
-        .await
-        .map_err(anyhow::Error::from)?
+        .await?
         .get(0);
     let (sql, params) = groups::statement(&grid, &q, &resolution, current);
     let params: Vec<_> = params.iter().map(|p| p.as_ref() as _).collect();
-    let rows = client
-        .query(&sql, &params)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let rows = client.query(&sql, &params).await?;
     let found = rows
         .iter()
         .map(Group::from_row)
@@ -158,13 +146,11 @@ pub async fn jobs(
     let client = app.pool.get().await?;
     let rows = client
         .query(&format!("{PAYLOADS} ORDER BY id DESC LIMIT $1"), &[&limit])
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     let jobs = rows
         .iter()
         .map(|r| serde_json::from_str(r.get(0)))
-        .collect::<Result<Vec<Value>, _>>()
-        .map_err(anyhow::Error::from)?;
+        .collect::<Result<Vec<Value>, _>>()?;
     Ok(Json(Value::Array(jobs)))
 }
 
@@ -178,9 +164,7 @@ pub async fn job(
     let payload = current_payload(&client, id)
         .await?
         .ok_or_else(|| no_such_job(id))?;
-    Ok(Json(
-        serde_json::from_str(&payload).map_err(anyhow::Error::from)?,
-    ))
+    Ok(Json(serde_json::from_str(&payload)?))
 }
 
 /// The current status payload of a job (as a notification would carry it), if there is such a job.
@@ -190,8 +174,7 @@ pub async fn current_payload(
 ) -> Result<Option<String>, ApiError> {
     let row = client
         .query_opt(&format!("{PAYLOADS} WHERE id = $1"), &[&id])
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     Ok(row.map(|r| r.get(0)))
 }
 

@@ -79,7 +79,7 @@ pub async fn ingest(
         rejects_dir: app.rejects_dir.clone(),
         progress_every: Duration::from_secs(1),
         progress_rows: None,
-        tally_limit: 2_000_000,
+        tally_limit: ingest::TALLY_LIMIT as usize,
     };
     let url = app.url.clone();
     std::thread::Builder::new()
