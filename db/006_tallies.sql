@@ -8,11 +8,11 @@
 --   region_datasource_stats   trips, first and last departure per region and datasource: queries.sql
 --   region_weeks              trips per region and week: weekly_avg_region over any window of weeks
 --   trip_cells                trips per cell and week, for each end of the trip: weekly_avg of an area
---   trip_group_counts         trips per group of similar trips: trip_groups (009_trip_groups.sql)
 --
 -- The first two are small (one row per region and datasource, or region and week) and every load adds
--- into them with an upsert. The last two grow with the area the trips cover, so like trip_rows they are
+-- into them with an upsert. The last grows with the area the trips cover, so like trip_rows it is
 -- partitioned by ranges of jobs: each load appends a piece of its own, and pieces are merged (007).
+-- Similar-trip groups are not tallied while loading: 009_trip_groups.sql counts them from the trips.
 
 CREATE TABLE region_datasource_stats (
     region_id       smallint  NOT NULL,
@@ -53,36 +53,9 @@ CREATE TABLE trip_cells (
 
 CREATE INDEX trip_cells_cell ON trip_cells (side, level, cell);
 
--- The grid of similar-trip groups: one row. A point's cell is what ST_SnapToGrid(point, cell_deg) gives,
--- the grid point nearest to it, kept as integers (round(lon / cell_deg), round(lat / cell_deg)); a
--- departure's bucket is its minutes since midnight divided by bucket_min. The defaults, 0.02 degree
--- (2226 m north-south, 1574 m east-west at Turin) and 60 minutes, are chosen in docs/store.md. After
--- changing them, run `trips refresh`.
-CREATE TABLE trip_group_grid (
-    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    cell_deg   double precision NOT NULL DEFAULT 0.02 CHECK (cell_deg > 0 AND cell_deg <= 1),
-    bucket_min integer NOT NULL DEFAULT 60 CHECK (bucket_min > 0 AND 1440 % bucket_min = 0)
-);
-INSERT INTO trip_group_grid DEFAULT VALUES;
-
--- Trips per group and datasource, at the grid's resolution, with their first and last departure.
-CREATE TABLE trip_group_counts (
-    job_id          integer   NOT NULL,   -- the first job of the piece; the partition key
-    region_id       smallint  NOT NULL,
-    time_bucket     smallint  NOT NULL,   -- minutes since midnight / bucket_min
-    datasource_id   smallint  NOT NULL,
-    origin_x        integer   NOT NULL,   -- cell indices: the cell centre is (x * cell_deg, y * cell_deg)
-    origin_y        integer   NOT NULL,
-    dest_x          integer   NOT NULL,
-    dest_y          integer   NOT NULL,
-    trips           integer   NOT NULL,
-    first_departure timestamp NOT NULL,
-    last_departure  timestamp NOT NULL
-) PARTITION BY RANGE (job_id);
-
--- The tallies of the trips in `source` (a table or query with trip_rows' columns), as `job`'s rows of
--- trip_cells and trip_group_counts: the SQL twins of the loader's arithmetic (cells by floor, groups by
--- rint like ST_SnapToGrid, weeks from Monday 2000-01-03), for rebuild_rollups().
+-- The cell tally of the trips in `source` (a table or query with trip_rows' columns), as `job`'s rows of
+-- trip_cells: the SQL twin of the loader's arithmetic (cells by floor, weeks from Monday 2000-01-03), for
+-- rebuild_rollups().
 CREATE FUNCTION trip_cells_query(source text, job integer) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT format($q$
@@ -99,20 +72,4 @@ LANGUAGE sql IMMUTABLE AS $$
         SELECT %2$s, side, level, cell, sum(n)::bigint, array_agg(week ORDER BY week),
                array_agg(n::integer ORDER BY week)
           FROM per_week GROUP BY side, level, cell$q$, source, job)
-$$;
-
-CREATE FUNCTION trip_group_counts_query(source text, job integer) RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT format($q$
-        SELECT %2$s, t.region_id,
-               ((extract(hour FROM t.departed_at) * 60 + extract(minute FROM t.departed_at))::integer
-                   / g.bucket_min)::smallint,
-               t.datasource_id,
-               round((t.origin_lon / 1e7::float8) / g.cell_deg)::integer,
-               round((t.origin_lat / 1e7::float8) / g.cell_deg)::integer,
-               round((t.dest_lon / 1e7::float8) / g.cell_deg)::integer,
-               round((t.dest_lat / 1e7::float8) / g.cell_deg)::integer,
-               count(*), min(t.departed_at), max(t.departed_at)
-          FROM %1$s t CROSS JOIN trip_group_grid g
-         GROUP BY 2, 3, 4, 5, 6, 7, 8$q$, source, job)
 $$;

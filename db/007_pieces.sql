@@ -1,11 +1,11 @@
 -- 007: pieces: how a file lands, and how small landings are merged into large ones.
 --
--- trip_rows, trip_cells and trip_group_counts are partitioned by ranges of job ids. A piece is one
+-- trip_rows and trip_cells are partitioned by ranges of job ids. A piece is one
 -- partition: the rows of the consecutive jobs first_job..last_job. Loading a file (src/ingest.rs) runs,
 -- in the file's one transaction:
 --
 --   SELECT * FROM ingest_begin(job);       -- a new, empty piece of each table for this job alone
---   COPY <piece of trip_rows> FROM STDIN (FORMAT binary, FREEZE);   -- and the tallies into theirs
+--   COPY <piece of trip_rows> FROM STDIN (FORMAT binary, FREEZE);   -- and the cell tally into its own
 --   SELECT ingest_finish(job, sha256, ...); -- index the pieces, attach them, add the small rollups, done
 --   COMMIT;
 --
@@ -30,7 +30,7 @@
 -- from pg_cron), and by hand (`trips compact`).
 
 CREATE TABLE trip_pieces (
-    parent    text        NOT NULL,   -- trip_rows, trip_cells or trip_group_counts
+    parent    text        NOT NULL,   -- trip_rows or trip_cells
     first_job integer     NOT NULL,
     last_job  integer     NOT NULL,   -- inclusive
     trips     bigint      NOT NULL,   -- trips the piece covers (for trip_cells: trips counted by it)
@@ -47,11 +47,10 @@ CREATE TABLE trip_merge_policy (
 );
 INSERT INTO trip_merge_policy VALUES
     ('trip_rows', 10, 20000000),
-    ('trip_cells', 10, 9223372036854775807),
-    ('trip_group_counts', 10, 9223372036854775807);
+    ('trip_cells', 10, 9223372036854775807);
 
 CREATE FUNCTION trip_piece_parents() RETURNS text[]
-LANGUAGE sql IMMUTABLE AS $$ SELECT ARRAY['trip_rows', 'trip_cells', 'trip_group_counts'] $$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT ARRAY['trip_rows', 'trip_cells'] $$;
 
 -- A piece's table: trip_rows_j12 for job 12 alone, trip_rows_j12_40 for jobs 12 to 40.
 CREATE FUNCTION trip_piece_table(parent text, first_job integer, last_job integer) RETURNS text
@@ -106,7 +105,7 @@ $$;
 -- Loading, step 1: the job's empty pieces, into which the loader COPYs. Runs as the owner, so that a
 -- trips_loader login needs no right to create tables; it may insert into these until they are attached.
 CREATE FUNCTION ingest_begin(job integer)
-RETURNS TABLE (trips text, cells text, groups text)
+RETURNS TABLE (trips text, cells text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     parent text;
@@ -120,8 +119,7 @@ BEGIN
             EXECUTE format('GRANT INSERT ON %I TO trips_loader', trip_piece_table(parent, job, job));
         END IF;
     END LOOP;
-    RETURN QUERY SELECT trip_piece_table('trip_rows', job, job), trip_piece_table('trip_cells', job, job),
-                        trip_piece_table('trip_group_counts', job, job);
+    RETURN QUERY SELECT trip_piece_table('trip_rows', job, job), trip_piece_table('trip_cells', job, job);
 END
 $$;
 
@@ -240,10 +238,6 @@ LANGUAGE sql IMMUTABLE AS $$
             SELECT %s, side, level, cell, sum(n)::bigint, array_agg(week ORDER BY week),
                    array_agg(n::integer ORDER BY week)
               FROM per_week GROUP BY side, level, cell$q$, parts, first_job)
-        WHEN 'trip_group_counts' THEN format($q$
-            SELECT %s, region_id, time_bucket, datasource_id, origin_x, origin_y, dest_x, dest_y,
-                   sum(trips)::integer, min(first_departure), max(last_departure)
-              FROM (%s) AS p GROUP BY 2, 3, 4, 5, 6, 7, 8$q$, first_job, parts)
     END
 $$;
 
@@ -389,18 +383,16 @@ END
 $$;
 
 -- Recompute every rollup and tally from the trips: the two small rollups, and for each piece of trip_rows
--- a piece of trip_cells and of trip_group_counts covering the same jobs (`trips refresh`: to check, after
--- changing the group grid, or after trips were removed by hand). It holds off loaders and merges while it
--- works (the parents' SHARE UPDATE EXCLUSIVE lock); readers keep reading until the final swap.
+-- a piece of trip_cells covering the same jobs (`trips refresh`: to check, or after trips were removed by
+-- hand). It holds off loaders and merges while it works (the parents' SHARE UPDATE EXCLUSIVE lock);
+-- readers keep reading until the final swap.
 CREATE FUNCTION rebuild_rollups() RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     piece record;
-    tally text;
     old record;
-    built text;
 BEGIN
-    LOCK TABLE trip_rows, trip_cells, trip_group_counts IN SHARE UPDATE EXCLUSIVE MODE;
+    LOCK TABLE trip_rows, trip_cells IN SHARE UPDATE EXCLUSIVE MODE;
     PERFORM pg_advisory_xact_lock(ingest_lock_class() + 2, 0);
 
     DELETE FROM region_datasource_stats;
@@ -411,33 +403,26 @@ BEGIN
     INSERT INTO region_weeks
     SELECT region_id, trip_week(departed_at), count(*) FROM trip_rows GROUP BY 1, 2;
 
-    -- Build the new tallies under temporary names, then swap them in.
+    -- Build the new cell tally under temporary names, then swap it in.
     FOR piece IN SELECT * FROM trip_pieces WHERE trip_pieces.parent = 'trip_rows' ORDER BY first_job LOOP
-        FOREACH tally IN ARRAY ARRAY['trip_cells', 'trip_group_counts'] LOOP
-            built := trip_piece_create(tally, piece.first_job, piece.last_job, 'new_');
-            EXECUTE format('INSERT INTO %I %s', built,
-                           CASE tally WHEN 'trip_cells'
-                                THEN trip_cells_query(quote_ident(trip_piece_table('trip_rows', piece.first_job,
-                                                                                   piece.last_job)), piece.first_job)
-                                ELSE trip_group_counts_query(quote_ident(trip_piece_table('trip_rows',
-                                                             piece.first_job, piece.last_job)), piece.first_job)
-                           END);
-            PERFORM trip_piece_index(tally, built);
-        END LOOP;
+        EXECUTE format('INSERT INTO %I %s',
+                       trip_piece_create('trip_cells', piece.first_job, piece.last_job, 'new_'),
+                       trip_cells_query(quote_ident(trip_piece_table('trip_rows', piece.first_job, piece.last_job)),
+                                        piece.first_job));
+        PERFORM trip_piece_index('trip_cells', 'new_' || trip_piece_table('trip_cells', piece.first_job,
+                                                                          piece.last_job));
     END LOOP;
-    FOREACH tally IN ARRAY ARRAY['trip_cells', 'trip_group_counts'] LOOP
-        FOR old IN SELECT * FROM trip_pieces c WHERE c.parent = tally LOOP
-            EXECUTE format('DROP TABLE %I', trip_piece_table(tally, old.first_job, old.last_job));
-        END LOOP;
-        DELETE FROM trip_pieces c WHERE c.parent = tally;
-        FOR piece IN SELECT * FROM trip_pieces c WHERE c.parent = 'trip_rows' LOOP
-            EXECUTE format('ALTER TABLE %I RENAME TO %I',
-                           'new_' || trip_piece_table(tally, piece.first_job, piece.last_job),
-                           trip_piece_table(tally, piece.first_job, piece.last_job));
-            PERFORM trip_piece_attach(tally, piece.first_job, piece.last_job);
-            INSERT INTO trip_pieces (parent, first_job, last_job, trips, merges)
-            VALUES (tally, piece.first_job, piece.last_job, piece.trips, piece.merges);
-        END LOOP;
+    FOR old IN SELECT * FROM trip_pieces c WHERE c.parent = 'trip_cells' LOOP
+        EXECUTE format('DROP TABLE %I', trip_piece_table('trip_cells', old.first_job, old.last_job));
+    END LOOP;
+    DELETE FROM trip_pieces c WHERE c.parent = 'trip_cells';
+    FOR piece IN SELECT * FROM trip_pieces c WHERE c.parent = 'trip_rows' LOOP
+        EXECUTE format('ALTER TABLE %I RENAME TO %I',
+                       'new_' || trip_piece_table('trip_cells', piece.first_job, piece.last_job),
+                       trip_piece_table('trip_cells', piece.first_job, piece.last_job));
+        PERFORM trip_piece_attach('trip_cells', piece.first_job, piece.last_job);
+        INSERT INTO trip_pieces (parent, first_job, last_job, trips, merges)
+        VALUES ('trip_cells', piece.first_job, piece.last_job, piece.trips, piece.merges);
     END LOOP;
 END
 $$;

@@ -52,7 +52,7 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO trips_reader', current_schema());
     GRANT SELECT ON trips, trip_rows, regions, datasources, ingest_jobs, schema_migrations,
                     region_datasource_stats, region_datasource_summary, region_weeks, trip_cells,
-                    trip_group_grid, trip_group_counts, trip_groups, trip_groups_live, trip_groups_snapshot,
+                    trip_group_grid, trip_groups, trip_groups_live, trip_groups_snapshot,
                     trip_pieces, trip_merge_policy
        TO trips_reader;
 

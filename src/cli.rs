@@ -190,9 +190,8 @@ pub struct IngestArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Send the group tally and the cell tally to the database whenever either holds this many entries
-    /// (a trip adds one group entry and at most four cell-week entries): the loader's memory stays
-    /// bounded whatever the file's size.
+    /// Send the cell tally to the database whenever it holds this many entries (a trip adds at most
+    /// four cell-week entries): the loader's memory stays bounded whatever the file's size.
     #[arg(long, default_value_t = crate::ingest::TALLY_LIMIT, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub tally_limit: u64,

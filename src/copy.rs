@@ -1,10 +1,9 @@
 //! Hand-encoding rows in PostgreSQL's binary COPY format.
 //!
 //! Rows are appended to one large buffer that the loader writes through `CopyInWriter` whenever it passes
-//! [`FLUSH_AT`]; there is no per-row dynamic dispatch and no small write. The loader encodes three kinds of
+//! [`FLUSH_AT`]; there is no per-row dynamic dispatch and no small write. The loader encodes two kinds of
 //! rows, each a sequence of big-endian fields preceded by their lengths: trips (`trip_rows`,
-//! db/005_trips.sql), and the tallies of cells and of similar-trip groups (`trip_cells`,
-//! `trip_group_counts`, db/006_tallies.sql).
+//! db/005_trips.sql) and the cell tally (`trip_cells`, db/006_tallies.sql).
 
 use crate::parse::Trip;
 use std::io::{self, Write};
@@ -41,22 +40,6 @@ impl RowEncoder {
         for v in trip.origin.iter().chain(&trip.destination) {
             self.field(&v.to_be_bytes());
         }
-    }
-
-    /// A `trip_group_counts` row: job, region, bucket, datasource, the four cell indices, trips, first and
-    /// last departure.
-    pub fn group(&mut self, job: i32, key: &GroupRow, trips: i32, first: i64, last: i64) {
-        self.start(11);
-        self.field(&job.to_be_bytes());
-        self.field(&key.region.to_be_bytes());
-        self.field(&key.bucket.to_be_bytes());
-        self.field(&key.datasource.to_be_bytes());
-        for v in key.origin.iter().chain(&key.destination) {
-            self.field(&v.to_be_bytes());
-        }
-        self.field(&trips.to_be_bytes());
-        self.field(&first.to_be_bytes());
-        self.field(&last.to_be_bytes());
     }
 
     /// A `trip_cells` row: job, side, level, cell key, trips, then the weeks with trips (ascending) and
@@ -117,17 +100,6 @@ impl RowEncoder {
     }
 }
 
-/// The key of a similar-trip group of one datasource: region, origin and destination cells, time-of-day
-/// bucket.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-pub struct GroupRow {
-    pub region: i16,
-    pub origin: [i32; 2],
-    pub destination: [i32; 2],
-    pub bucket: i16,
-    pub datasource: i16,
-}
-
 /// A cell of one end of a trip (side 1 origin, 2 destination) at one level of the grid
 /// (db/004_cells.sql), by its key.
 #[derive(Hash, PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
@@ -164,23 +136,6 @@ mod tests {
         assert_eq!(&body[..2], &8i16.to_be_bytes());
         assert_eq!(&body[2..10], &[0, 0, 0, 4, 0, 0, 0, 7]);
         assert_eq!(&body[body.len() - 2..], &(-1i16).to_be_bytes());
-    }
-
-    #[test]
-    fn a_group_row_has_eleven_fields() {
-        let key = GroupRow {
-            region: 1,
-            origin: [2, 3],
-            destination: [4, 5],
-            bucket: 6,
-            datasource: 7,
-        };
-        let mut enc = RowEncoder::new();
-        enc.group(9, &key, 10, 11, 12);
-        let body = body(enc);
-        // field count, then 3 int2, 6 int4 and 2 int8 fields, each with its 4-byte length, then the trailer.
-        assert_eq!(body.len(), 2 + 3 * 6 + 6 * 8 + 2 * 12 + 2);
-        assert_eq!(&body[..2], &11i16.to_be_bytes());
     }
 
     #[test]

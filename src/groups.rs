@@ -4,12 +4,35 @@
 
 use crate::cli::{GroupsArgs, GroupsFormat, GroupsQuestion};
 use crate::error::usage;
-use crate::ingest::Grid;
 use crate::weekly::Param;
 use anyhow::{Context, Result};
 use postgres::types::ToSql;
 use postgres::{Client, Row};
 use serde_json::{Value, json};
+
+/// The stored grid of the groups (trip_group_grid in db/009_trip_groups.sql).
+pub struct Grid {
+    pub cell_deg: f64,
+    pub bucket_min: i32,
+}
+
+impl Grid {
+    pub const SQL: &str = "SELECT cell_deg, bucket_min FROM trip_group_grid";
+
+    pub fn read(client: &mut Client) -> Result<Grid> {
+        let row = client
+            .query_one(Grid::SQL, &[])
+            .context("while reading the grid of trip groups")?;
+        Ok(Grid::from_row(&row))
+    }
+
+    pub fn from_row(row: &Row) -> Grid {
+        Grid {
+            cell_deg: row.get(0),
+            bucket_min: row.get(1),
+        }
+    }
+}
 
 /// Metres per degree of latitude (and of longitude at the equator).
 pub const METRES_PER_DEGREE: f64 = 111_320.0;
@@ -70,7 +93,7 @@ pub struct Resolution {
 }
 
 /// The resolution a question asks for, checked against the stored grid; a usage error if it is not one
-/// that can be read from the tally.
+/// that can be built from the stored groups.
 pub fn resolution(grid: &Grid, q: &GroupsQuestion) -> Result<Resolution> {
     let factor = cell_factor(grid, q.cell_m)?;
     let minutes = bucket_minutes(grid, q.bucket_min)?;
@@ -90,9 +113,9 @@ pub fn resolution(grid: &Grid, q: &GroupsQuestion) -> Result<Resolution> {
 pub const SNAPSHOT_IS_CURRENT: &str = "SELECT trip_groups_is_current()";
 
 /// The statement of the largest groups and its parameters. At the stored resolution, the trip_groups
-/// snapshot answers in milliseconds when it is current; otherwise the rollup is summed, ranking the groups
-/// before building the N shown (exact and current, but its cost grows with the rollup;
-/// db/009_trip_groups.sql).
+/// snapshot answers alone when it is current; otherwise trip_groups_top adds the trips loaded since it
+/// (exact and current; its cost grows with those trips at the stored resolution, with all the groups at
+/// a coarser one; db/009_trip_groups.sql).
 pub fn statement(
     grid: &Grid,
     q: &GroupsQuestion,

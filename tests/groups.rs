@@ -1,5 +1,5 @@
-//! Similar-trip groups: ST_SnapToGrid cells and time-of-day buckets, kept by every ingest, rebuilt by
-//! `trips refresh`, refreshed by pg_cron, read by `trips groups`.
+//! Similar-trip groups: ST_SnapToGrid cells and time-of-day buckets, counted from the trips: a snapshot
+//! refreshed by `trips refresh` or pg_cron, plus the trips loaded since it; read by `trips groups`.
 
 mod common;
 
@@ -150,16 +150,14 @@ fn groups_equal_the_definition_at_every_supported_resolution_and_refresh_agrees(
         )
     );
 
-    // The tally as readers see it: a key's rows in every piece added up.
-    let counts = "SELECT region_id, time_bucket, datasource_id, origin_x, origin_y, dest_x, dest_y, sum(trips),
-                         min(first_departure), max(last_departure)
-                    FROM trip_group_counts GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7";
-    let incremental = db.rows(counts);
     assert_eq!(
         db.count("SELECT count(*) FROM trip_groups"),
         0,
         "the snapshot waits for a refresh"
     );
+    let live = "SELECT * FROM trip_groups_live ORDER BY region, time_bucket, ST_X(origin_cell), \
+                ST_Y(origin_cell), ST_X(destination_cell), ST_Y(destination_cell)";
+    let before = db.rows(live);
     let run = db.trips(&["refresh"]).ok();
     assert!(
         run.stderr
@@ -167,53 +165,86 @@ fn groups_equal_the_definition_at_every_supported_resolution_and_refresh_agrees(
         "{}",
         run.stderr
     );
-    assert_eq!(incremental, db.rows(counts));
+    assert_eq!(db.rows(live), before);
     assert_eq!(
         db.rows(
             "SELECT * FROM trip_groups ORDER BY region, time_bucket, ST_X(origin_cell), ST_Y(origin_cell), ST_X(destination_cell), ST_Y(destination_cell)"
         ),
-        db.rows(
-            "SELECT * FROM trip_groups_live ORDER BY region, time_bucket, ST_X(origin_cell), ST_Y(origin_cell), ST_X(destination_cell), ST_Y(destination_cell)"
-        )
+        before
     );
 }
 
+/// The snapshot's groups and the trips loaded since it, added up, are the groups of all the trips: for
+/// groups both touch, groups only one holds, a job still loading while the snapshot was refreshed, and
+/// every resolution and ranking.
 #[test]
-fn a_file_sent_in_many_tallies_gives_the_same_groups() {
-    let db = test_db!("groups_flushes");
+fn the_snapshot_and_the_trips_since_add_up_to_the_definition() {
+    let db = test_db!("groups_since");
     fine_grid(&db);
-    // The sample's trips ten times over, and a tally limit of 100 entries: the loader sends its tallies
-    // every 50 trips (the points, two per trip, fill first), so each group gets several rows in the job;
-    // readers add them up.
-    let sample = std::fs::read_to_string(sample()).unwrap();
-    let (header, trips) = sample.split_once('\n').unwrap();
-    let file = db.file("sample10.csv", format!("{header}\n{}", trips.repeat(10)));
-    db.trips(&["ingest", "--tally-limit", "100", &file]).ok();
-    assert_eq!(db.count("SELECT count(*) FROM trips"), 1000);
-    let tally_rows = db.count("SELECT count(*) FROM trip_group_counts");
-    let keys = db.count(
-        "SELECT count(*) FROM (SELECT DISTINCT region_id, time_bucket, datasource_id, origin_x, origin_y,
-                                              dest_x, dest_y FROM trip_group_counts) AS k",
-    );
-    assert!(
-        tally_rows > keys,
-        "expected groups repeated across sends: {tally_rows} rows, {keys} keys"
-    );
-    assert_eq!(
-        db.rows(&groups_stored(1, 60)),
-        db.rows(&groups_by_definition(0.01, 1))
-    );
+    let sample = sample();
+    let sample = sample.to_str().unwrap();
+    db.trips(&["ingest", sample]).ok();
+    db.trips(&["ingest", &db.generate(3000, 21)]).ok();
+    // A loader half-way through its file while the snapshot is refreshed: its job is not in it.
+    let (mut loader, mut stdin) = db.loader_mid_file(20_000, 22);
+    db.trips(&["refresh"]).ok();
+    assert_eq!(db.count("SELECT sum(trips)::bigint FROM trip_groups"), 3100);
+    let data = std::fs::read(db.generate(20_000, 22)).unwrap();
+    std::io::Write::write_all(&mut stdin, &data[data.len() / 2..]).unwrap();
+    drop(stdin);
+    assert!(loader.wait().unwrap().success());
+    // The same trips again (every group of the sample touched twice) and trips of new groups.
+    db.trips(&["ingest", "--force", sample]).ok();
+    db.trips(&["ingest", &db.generate(3000, 23)]).ok();
+    assert_eq!(db.count("SELECT trip_groups_is_current()::int::bigint"), 0);
+    assert_eq!(db.count("SELECT sum(trips)::bigint FROM trip_groups"), 3100);
+
     assert_eq!(
         db.rows(
-            "SELECT region, ST_AsBinary(origin_cell), ST_AsBinary(destination_cell), time_bucket,
-                    first_departure, last_departure
+            "SELECT region, ST_AsBinary(origin_cell), ST_AsBinary(destination_cell), time_bucket, trips,
+                    first_departure, last_departure, by_datasource
                FROM trip_groups_live ORDER BY 1, 2, 3, 4"
         ),
         db.rows(
-            "SELECT region, ST_AsBinary(ST_SnapToGrid(origin, 0.01)), ST_AsBinary(ST_SnapToGrid(destination, 0.01)),
-                    extract(hour FROM departed_at)::int, min(departed_at), max(departed_at)
-               FROM trips GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+            "SELECT region, o, d, b, sum(n)::bigint, min(first), max(last), jsonb_object_agg(datasource, n)
+               FROM (SELECT region, ST_AsBinary(ST_SnapToGrid(origin, 0.01)) AS o,
+                            ST_AsBinary(ST_SnapToGrid(destination, 0.01)) AS d,
+                            extract(hour FROM departed_at)::int AS b, datasource, count(*) AS n,
+                            min(departed_at) AS first, max(departed_at) AS last
+                       FROM trips GROUP BY 1, 2, 3, 4, 5) AS per_datasource
+              GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
         )
+    );
+    assert_eq!(
+        db.rows(&groups_stored(3, 180)),
+        db.rows(&groups_by_definition(0.03, 3))
+    );
+    for (n, region, min_trips, factor, minutes) in [
+        (30, "NULL", 1, 1, "NULL"),
+        (5, "'Turin'", 2, 1, "NULL"),
+        (12, "NULL", 1, 3, "120"),
+    ] {
+        assert_eq!(
+            db.rows(&format!(
+                "SELECT * FROM trip_groups_top({n}, {region}, {min_trips}, {factor}, {minutes})"
+            )),
+            db.rows(&format!(
+                "SELECT * FROM trip_groups_at({factor}, {minutes})
+                  WHERE ({region}::text IS NULL OR region = {region}) AND trips >= {min_trips}
+                  ORDER BY trips DESC, region, time_bucket, ST_X(origin_cell), ST_Y(origin_cell),
+                           ST_X(destination_cell), ST_Y(destination_cell)
+                  LIMIT {n}"
+            )),
+            "trip_groups_top({n}, {region}, {min_trips}, {factor}, {minutes})"
+        );
+    }
+
+    // Refreshed again, the snapshot alone is the groups.
+    db.trips(&["refresh"]).ok();
+    assert_eq!(db.count("SELECT trip_groups_is_current()::int::bigint"), 1);
+    assert_eq!(
+        db.count("SELECT sum(trips)::bigint FROM trip_groups"),
+        db.count("SELECT count(*) FROM trips")
     );
 }
 

@@ -402,7 +402,6 @@ fn compact_reports_a_merge_it_cannot_do_and_goes_on_with_the_others() {
         before,
         [
             "(trip_cells,10)",
-            "(trip_group_counts,10)",
             "(trip_rows,10)"
         ]
     );
@@ -417,16 +416,13 @@ fn compact_reports_a_merge_it_cannot_do_and_goes_on_with_the_others() {
             .contains("error: merging the pieces of trip_rows failed; they are as they were:")
             && run
                 .stderr
-                .contains("merged 10 pieces of trip_cells (jobs 1-10, 2000 trips)")
-            && run
-                .stderr
-                .contains("merged 10 pieces of trip_group_counts (jobs 1-10, 2000 trips)"),
+                .contains("merged 10 pieces of trip_cells (jobs 1-10, 2000 trips)"),
         "{}",
         run.stderr
     );
     assert_eq!(
         db.rows("SELECT parent, count(*) FROM trip_pieces GROUP BY 1 ORDER BY 1"),
-        ["(trip_cells,1)", "(trip_group_counts,1)", "(trip_rows,10)"]
+        ["(trip_cells,1)", "(trip_rows,10)"]
     );
     assert_eq!(db.count("SELECT count(*) FROM trips"), 2000);
     // Out of the way, it merges.

@@ -217,7 +217,7 @@ fn each_kind_of_bad_record_fails_the_file_naming_line_and_column() {
         assert!(error.contains(&want), "{what}: job error {error}");
     }
     assert_eq!(
-        db.count("SELECT count(*) FROM pg_class WHERE relname ~ '^(trip_rows|trip_cells|trip_group_counts)_j'"),
+        db.count("SELECT count(*) FROM pg_class WHERE relname ~ '^(trip_rows|trip_cells)_j'"),
         0
     );
 }
@@ -461,7 +461,7 @@ fn a_killed_loader_commits_nothing_and_its_job_is_marked_failed() {
     );
     assert_eq!(committed(&db), 0);
     assert_eq!(
-        db.count("SELECT count(*) FROM pg_class WHERE relname ~ '^(trip_rows|trip_cells|trip_group_counts)_j'"),
+        db.count("SELECT count(*) FROM pg_class WHERE relname ~ '^(trip_rows|trip_cells)_j'"),
         0
     );
 }

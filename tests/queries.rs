@@ -145,9 +145,6 @@ fn incremental_rollups_equal_a_rebuild_from_the_trips() {
                FROM trip_cells c, unnest(c.weeks, c.week_trips) AS u(week, n)
               GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
             "SELECT side, level, cell, sum(trips) FROM trip_cells GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-            "SELECT region_id, time_bucket, datasource_id, origin_x, origin_y, dest_x, dest_y, sum(trips),
-                    min(first_departure), max(last_departure)
-               FROM trip_group_counts GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7",
         ]
         .map(|sql| rows_as_text(c, sql))
     };

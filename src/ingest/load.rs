@@ -3,7 +3,7 @@
 
 use super::names::{self, Dim, Names};
 use super::rejects::{Rejects, open_rejects};
-use super::tally::{Grid, Tallies};
+use super::tally::Tallies;
 use super::{Options, relay};
 use crate::copy::RowEncoder;
 use crate::input::{self, Input};
@@ -21,7 +21,6 @@ const CSV_BUFFER: usize = 1 << 18;
 struct Pieces {
     trips: String,
     cells: String,
-    groups: String,
 }
 
 pub struct Loader<'a> {
@@ -75,21 +74,20 @@ impl<'a> Loader<'a> {
         let mut tx = load.transaction()?;
         let begun = tx
             .query_one(
-                "SELECT trips, cells, groups FROM ingest_begin($1)",
+                "SELECT trips, cells FROM ingest_begin($1)",
                 &[&self.job],
             )
             .context("while creating the job's tables")?;
         let tables = Pieces {
             trips: begun.get(0),
             cells: begun.get(1),
-            groups: begun.get(2),
         };
         let mut copy = copy_into(&mut tx, &tables.trips, true)?;
         let mut records = Records::new(self.name, input);
         let mut record = ByteRecord::new();
         let layout = self.header(&mut records, &mut record)?;
         let mut rows = RowEncoder::new();
-        let mut tallies = Tallies::new(Grid::read(self.control)?);
+        let mut tallies = Tallies::new();
         while records.next(&mut record)? {
             match parse::trip(&layout, &record) {
                 Ok(trip) => {
@@ -112,7 +110,7 @@ impl<'a> Loader<'a> {
                             .context("while sending rows to the database")?;
                     }
                     if tallies.len() >= self.opts.tally_limit {
-                        // One COPY at a time per connection: close the trips' COPY, send the tallies,
+                        // One COPY at a time per connection: close the trips' COPY, send the tally,
                         // open it again.
                         rows.finish(&mut copy)
                             .context("while sending rows to the database")?;
@@ -235,31 +233,18 @@ impl<'a> Loader<'a> {
             .get(0))
     }
 
-    /// Sends the group tally and the cell tally to the database, and empties both. A group or cell met
-    /// again later in the file gets another row; readers add them up and merges fold them.
+    /// Sends the cell tally to the database, and empties it. A cell met again later in the file gets
+    /// another row; readers add them up and merges fold them.
     fn copy_tallies(
         &self,
         tx: &mut postgres::Transaction<'_>,
         tables: &Pieces,
         tallies: &mut Tallies,
     ) -> Result<()> {
-        let Tallies { groups, cells, .. } = tallies;
+        let cells = &mut tallies.cells;
         let started = Instant::now();
         let job = self.job;
-        let (tallied, cell_weeks) = (groups.0.len(), cells.0.len());
-        let copy = copy_into(tx, &tables.groups, true)?;
-        copy_rows(
-            copy,
-            "group tallies",
-            groups.sorted_groups(),
-            |rows, (key, trips, first, last)| {
-                let trips = i32::try_from(trips)
-                    .context("a group holds more than 2^31 trips of one file; split the file")?;
-                rows.group(job, key, trips, first, last);
-                Ok(())
-            },
-        )?;
-        groups.0.clear();
+        let cell_weeks = cells.0.len();
         let copy = copy_into(tx, &tables.cells, true)?;
         copy_rows(
             copy,
@@ -271,7 +256,7 @@ impl<'a> Loader<'a> {
             },
         )?;
         log::debug!(
-            "sent the groups of {tallied} trips and {cell_weeks} cell-weeks in {:.2} s",
+            "sent {cell_weeks} cell-weeks in {:.2} s",
             started.elapsed().as_secs_f64()
         );
         Ok(())

@@ -17,7 +17,6 @@ mod names;
 mod rejects;
 mod tally;
 
-pub use tally::Grid;
 
 use crate::input;
 use crate::status::{self, Printer};
@@ -41,8 +40,8 @@ pub struct Options {
     pub progress_every: Duration,
     /// Instead of by time, write progress every this many records (deterministic, for tests).
     pub progress_rows: Option<u64>,
-    /// Send the group tally and the cell tally to the database once either holds this many entries, so
-    /// the loader's memory stays bounded whatever the file's size.
+    /// Send the cell tally to the database once it holds this many entries, so the loader's memory stays
+    /// bounded whatever the file's size.
     pub tally_limit: usize,
 }
 

@@ -1,11 +1,8 @@
 //! What the loader counts while it streams, handed to the database with the file's trips: trips per
-//! cell and week (trip_cells), per group of similar trips (trip_group_counts), per key of a small rollup
-//! (db/006_tallies.sql).
+//! cell and week (trip_cells) and per key of a small rollup (db/006_tallies.sql).
 
-use crate::copy::{CellKey, GroupRow};
+use crate::copy::CellKey;
 use crate::parse;
-use anyhow::{Context, Result};
-use postgres::Client;
 use rustc_hash::FxHashMap as HashMap;
 
 /// region_datasource_stats' rows as parallel arrays: region, datasource, trips, first and last departure
@@ -14,24 +11,19 @@ pub type StatsColumns = (Vec<i16>, Vec<i16>, Vec<i64>, Vec<i64>, Vec<i64>);
 
 /// Everything counted while a file streams, besides the trips themselves.
 pub struct Tallies {
-    grid: Grid,
     /// Per region and datasource: trips, first and last departure (region_datasource_stats).
     stats: Tally<(i16, i16)>,
     /// Per region and week (region_weeks).
     region_weeks: HashMap<(i16, i32), i64>,
-    /// Per group of similar trips (trip_group_counts), sent whenever large.
-    pub groups: GroupTally,
     /// Per cell and week (trip_cells), sent whenever large.
     pub cells: CellTally,
 }
 
 impl Tallies {
-    pub fn new(grid: Grid) -> Tallies {
+    pub fn new() -> Tallies {
         Tallies {
-            grid,
             stats: Tally::new(),
             region_weeks: HashMap::default(),
-            groups: GroupTally::default(),
             cells: CellTally::default(),
         }
     }
@@ -39,24 +31,14 @@ impl Tallies {
     /// Counts one trip, whose names have the keys `region` and `source`.
     pub fn add(&mut self, region: i16, source: i16, trip: &parse::Trip) {
         self.stats.add((region, source), trip.departed_at);
-        let grid = &self.grid;
-        let snap = |p: [i32; 2]| [grid.cell(p[0]), grid.cell(p[1])];
-        let group = GroupRow {
-            region,
-            origin: snap(trip.origin),
-            destination: snap(trip.destination),
-            bucket: grid.bucket(trip.departed_at),
-            datasource: source,
-        };
-        self.groups.add(group, trip.departed_at);
         let week = week_of(trip.departed_at);
         self.cells.add(trip, week);
         *self.region_weeks.entry((region, week)).or_default() += 1;
     }
 
-    /// Entries held by the two tallies that are sent whenever large.
+    /// Entries held by the tally that is sent whenever large.
     pub fn len(&self) -> usize {
-        self.groups.0.len().max(self.cells.0.len())
+        self.cells.0.len()
     }
 
     /// region_datasource_stats' rows as the parallel arrays ingest_finish takes.
@@ -105,63 +87,6 @@ impl<K: std::hash::Hash + Eq> Tally<K> {
             cols.3.push(last);
         }
         cols
-    }
-}
-
-/// The similar-trip group of every trip read since the tally was last sent, with its departure: one entry
-/// per trip, appended, then sorted when sent so that each group's trips are side by side (a hash map of
-/// sparse groups misses the cache on nearly every trip).
-#[derive(Default)]
-pub struct GroupTally(pub Vec<(GroupRow, i64)>);
-
-impl GroupTally {
-    pub fn add(&mut self, group: GroupRow, departed_at: i64) {
-        self.0.push((group, departed_at));
-    }
-
-    /// Each group once, in key order, with its trips and first and last departure.
-    pub fn sorted_groups(&mut self) -> impl Iterator<Item = (&GroupRow, usize, i64, i64)> {
-        self.0.sort_unstable();
-        self.0
-            .chunk_by(|a, b| a.0 == b.0)
-            .map(|run| (&run[0].0, run.len(), run[0].1, run[run.len() - 1].1))
-    }
-}
-
-/// The grid of similar-trip groups (db/006_tallies.sql, trip_group_grid).
-pub struct Grid {
-    pub cell_deg: f64,
-    pub bucket_min: i32,
-}
-
-impl Grid {
-    /// The stored grid (db/009_trip_groups.sql).
-    pub const SQL: &str = "SELECT cell_deg, bucket_min FROM trip_group_grid";
-
-    pub fn read(client: &mut Client) -> Result<Grid> {
-        let row = client
-            .query_one(Grid::SQL, &[])
-            .context("while reading the grid of trip groups")?;
-        Ok(Grid::from_row(&row))
-    }
-
-    pub fn from_row(row: &postgres::Row) -> Grid {
-        Grid {
-            cell_deg: row.get(0),
-            bucket_min: row.get(1),
-        }
-    }
-
-    /// The cell index of a coordinate in 1e-7 degree: what ST_SnapToGrid does to the `trips` view's value
-    /// (the same float8 division, then rint: round half to even), so both always agree.
-    pub fn cell(&self, fixed: i32) -> i32 {
-        ((f64::from(fixed) / parse::COORD_SCALE) / self.cell_deg).round_ties_even() as i32
-    }
-
-    /// The time-of-day bucket of a departure (microseconds since 2000-01-01).
-    pub fn bucket(&self, departed_at: i64) -> i16 {
-        let minute_of_day = departed_at.rem_euclid(86_400_000_000) / 60_000_000;
-        (minute_of_day / i64::from(self.bucket_min)) as i16
     }
 }
 
@@ -232,16 +157,6 @@ pub fn week_of(departed_at: i64) -> i32 {
 mod tests {
     use super::*;
 
-    fn group(region: i16, bucket: i16) -> GroupRow {
-        GroupRow {
-            region,
-            origin: [1, 2],
-            destination: [3, 4],
-            bucket,
-            datasource: 1,
-        }
-    }
-
     #[test]
     fn cells_are_half_open_from_the_south_west_and_keys_run_row_by_row() {
         // Level 2 is 0.01 degree: 100,000 units of 1e-7 degree; 36,001 cells per row.
@@ -296,23 +211,5 @@ mod tests {
             .map(|c| (c.1, c.2.clone(), c.3.clone()))
             .collect();
         assert_eq!(destinations_l1, [(4, vec![0, 4], vec![3, 1])]);
-    }
-
-    #[test]
-    fn the_group_tally_gives_each_group_once_with_its_trips_first_and_last() {
-        let mut tally = GroupTally::default();
-        for (region, bucket, departed_at) in
-            [(2, 8, 50), (1, 8, 30), (2, 8, 10), (1, 9, 70), (2, 8, 40)]
-        {
-            tally.add(group(region, bucket), departed_at);
-        }
-        let sent: Vec<_> = tally
-            .sorted_groups()
-            .map(|(g, n, first, last)| (g.region, g.bucket, n, first, last))
-            .collect();
-        assert_eq!(
-            sent,
-            [(1, 8, 1, 30, 30), (1, 9, 1, 70, 70), (2, 8, 3, 10, 50)]
-        );
     }
 }

@@ -4,7 +4,6 @@ use super::App;
 use super::error::ApiError;
 use crate::cli::{GroupsQuestion, WeeklyQuestion};
 use crate::groups::{self, Group};
-use crate::ingest::Grid;
 use crate::status::PAYLOADS;
 use crate::weekly::{self, Answer};
 use axum::Json;
@@ -103,7 +102,7 @@ pub async fn groups(
         }
     };
     let client = app.pool.get().await?;
-    let grid = Grid::from_row(&client.query_one(Grid::SQL, &[]).await?);
+    let grid = groups::Grid::from_row(&client.query_one(groups::Grid::SQL, &[]).await?);
     let resolution = groups::resolution(&grid, &q)?;
     let current: bool = client
         .query_one(groups::SNAPSHOT_IS_CURRENT, &[])
