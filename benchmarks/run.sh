@@ -3,10 +3,12 @@
 # For each size N and each shape (--spread: dense, the generator's hot spots; wide, half of the trip ends
 # spread over 2 x 2 degrees: sparse data; both over three years), the same N trips are:
 #
-#   one file   `trips gen | trips ingest -` into a fresh database: parse to commit, every answer up to
-#              date. Beside it, on the same rows: the ceiling (server-side binary COPY of the loaded rows,
-#              pre-encoded, into a bare table created in the same transaction), `trips gen | psql \copy`
-#              into a bare geometry table, and GDAL ogr2ogr from a CSV file (N <= 2M: it is slow).
+#   one file   `trips gen` written to a CSV file first (so the generator does not share the two cores,
+#              and the file is in the page cache, as a user's export would be), then `trips ingest FILE`
+#              into a fresh database: parse to commit, every answer up to date. Beside it, on the same
+#              rows: the ceiling (server-side binary COPY of the loaded rows, pre-encoded, into a bare
+#              table created in the same transaction), `psql \copy FROM FILE` into a bare geometry
+#              table, and GDAL ogr2ogr from the file (N <= 2M: it is slow).
 #   F files    (--files F, for each F given) the same trips cut into F files, loaded by one `trips ingest`
 #              into a fresh database; the loader merges after each file, as it does by default.
 #
@@ -17,8 +19,8 @@
 #              every `by`), over the default window and over a 4-week window; the first PLAIN of each also
 #              with the plain SQL over `trips`, which must give the same number. The areas are chosen from
 #              the trips by their values, so every arrival of the same trips is asked the same questions.
-#   other      weekly_avg_region per region, the two queries.sql questions, `trips groups --top 20` with a
-#              stale snapshot and after refresh_trip_groups(), and a 1000-trip file into the loaded database.
+#   other      weekly_avg_region per region, the two queries.sql questions, `trips groups --top 20` never
+#              refreshed, after refresh_trip_groups(), and stale by five 1000-trip files loaded after it.
 #
 # Usage: benchmarks/run.sh [--rows N]... [--spread S]... [--files F]... [--areas A] [--plain P]
 #        (defaults: --rows 10000000 --spread dense --spread wide --files 100 --files 2000 --areas 300
@@ -137,15 +139,15 @@ for n in "${SIZES[@]}"; do
         gen() { "$TRIPS" gen --rows "$n" --seed 42 --spread "$spread"; }
         c="$spread-$n-1"
         log "== $c: $n trips, $spread, one file"
+        t0=$(now); gen >"$WORK/trips.csv"; t1=$(now)
+        record "$c" ingest_seconds gen_only 1 "$(elapsed "$t0" "$t1")"
         fresh_db "$DB"
         settle
         t0=$(now)
-        gen | /usr/bin/time -f %M -o "$WORK/rss" "$TRIPS" ingest --progress-secs 0 - 2>"$WORK/ingest.log"
+        /usr/bin/time -f %M -o "$WORK/rss" "$TRIPS" ingest --progress-secs 0 "$WORK/trips.csv" 2>"$WORK/ingest.log"
         t1=$(now)
         record "$c" ingest_seconds trips 1 "$(elapsed "$t0" "$t1")"
         record "$c" loader_peak_rss_kb trips 1 "$(cat "$WORK/rss")"
-        t0=$(now); gen >/dev/null; t1=$(now)
-        record "$c" ingest_seconds gen_only 1 "$(elapsed "$t0" "$t1")"
 
         log "ceiling: server-side binary COPY of the same rows"
         q "COPY (SELECT * FROM trip_rows) TO '$WORK/rows.bin' (FORMAT binary)"
@@ -161,19 +163,17 @@ for n in "${SIZES[@]}"; do
         q "CREATE TABLE bare (region text, origin geometry, destination geometry, datetime timestamp, datasource text)"
         settle
         t0=$(now)
-        gen | psql_at "$PORT" "$DB" -c "\\copy bare FROM STDIN WITH (FORMAT csv, HEADER true)"
+        psql_at "$PORT" "$DB" -c "\\copy bare FROM '$WORK/trips.csv' WITH (FORMAT csv, HEADER true)"
         t1=$(now)
         record "$c" ingest_seconds psql_copy 1 "$(elapsed "$t0" "$t1")"
         record "$c" bytes psql_copy_table 1 "$(q "SELECT pg_total_relation_size('bare')")"
         q "DROP TABLE bare"
         if [ "$n" -le 2000000 ]; then
-            log "ogr2ogr from a CSV file"
-            gen >"$WORK/trips.csv"
+            log "ogr2ogr from the same file"
             settle
             t0=$(now); ogr2ogr_load "$DB" "$WORK/trips.csv"; t1=$(now)
             record "$c" ingest_seconds ogr2ogr 1 "$(elapsed "$t0" "$t1")"
             q "DROP TABLE ogr_trips"
-            rm -f "$WORK/trips.csv"
         fi
         measure "$c" "$n" "$plain"
 
@@ -182,9 +182,9 @@ for n in "${SIZES[@]}"; do
             c="$spread-$n-$f"
             log "== $c: the same trips as $f files"
             mkdir -p "$WORK/parts"
-            gen | tail -n +2 >"$WORK/trips.csv"
-            split -n "l/$f" -d -a 5 "$WORK/trips.csv" "$WORK/parts/p"
-            rm "$WORK/trips.csv"
+            tail -n +2 "$WORK/trips.csv" >"$WORK/body.csv"
+            split -n "l/$f" -d -a 5 "$WORK/body.csv" "$WORK/parts/p"
+            rm "$WORK/body.csv"
             for p in "$WORK"/parts/p*; do
                 { echo "region,origin_coord,destination_coord,datetime,datasource"; cat "$p"; } >"$p.csv"
                 rm "$p"
@@ -201,6 +201,7 @@ for n in "${SIZES[@]}"; do
             rm -rf "$WORK/parts"
             measure "$c" "$n" "$plain"
         done
+        rm -f "$WORK/trips.csv"
     done
 done
 
