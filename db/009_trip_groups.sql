@@ -75,19 +75,23 @@ LANGUAGE plpgsql VOLATILE
 -- Hashing one entry per group: with the default 4 MB of work_mem it spills to disk.
 SET work_mem = '256MB'
 AS $$
+DECLARE
+    grid trip_group_grid;
 BEGIN
+    SELECT * INTO grid FROM trip_group_grid;
+    -- The grid is written in as constants: joined as a table, it would make the planner expect thousands
+    -- of times the trips, and compile and parallelise the query for that.
     RETURN QUERY EXECUTE format($q$
         SELECT t.region_id,
-               round((t.origin_lon / 1e7::float8) / g.cell_deg)::integer,
-               round((t.origin_lat / 1e7::float8) / g.cell_deg)::integer,
-               round((t.dest_lon / 1e7::float8) / g.cell_deg)::integer,
-               round((t.dest_lat / 1e7::float8) / g.cell_deg)::integer,
-               (date_part('hour', t.departed_at) * 60 + date_part('minute', t.departed_at))::integer
-                   / g.bucket_min,
+               round((t.origin_lon / 1e7::float8) / %1$s::float8)::integer,
+               round((t.origin_lat / 1e7::float8) / %1$s::float8)::integer,
+               round((t.dest_lon / 1e7::float8) / %1$s::float8)::integer,
+               round((t.dest_lat / 1e7::float8) / %1$s::float8)::integer,
+               (date_part('hour', t.departed_at) * 60 + date_part('minute', t.departed_at))::integer / %2$s,
                t.datasource_id, count(*), min(t.departed_at), max(t.departed_at)
-          FROM trip_rows t CROSS JOIN trip_group_grid g
-         WHERE %s
-         GROUP BY 1, 2, 3, 4, 5, 6, 7$q$, jobs);
+          FROM trip_rows t
+         WHERE %3$s
+         GROUP BY 1, 2, 3, 4, 5, 6, 7$q$, grid.cell_deg, grid.bucket_min, jobs);
 END
 $$;
 
