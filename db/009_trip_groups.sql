@@ -120,11 +120,9 @@ BEGIN
 END
 $$;
 
--- The groups at a resolution, as users see them (names, the cells as points, the desire line, trips per
--- datasource), from the trips `jobs` picks, with the snapshot's groups added to them: 'none' of them,
--- 'all', or only those 'touched' by the trips (found through the snapshot's key index).
-CREATE FUNCTION trip_groups_built(cell_factor integer, bucket_minutes integer, jobs text, snapshot text)
-RETURNS TABLE (
+-- A group as users see it: its region, its cells as points (the cell centres), its departure bucket,
+-- trips, first and last departure, trips per datasource, and the desire line from cell to cell.
+CREATE TYPE trip_group AS (
     region           text,
     origin_cell      geometry,
     destination_cell geometry,
@@ -135,7 +133,13 @@ RETURNS TABLE (
     last_departure   timestamp,
     by_datasource    jsonb,
     desire_line      geometry
-)
+);
+
+-- The groups at a resolution, as users see them (names, the cells as points, the desire line, trips per
+-- datasource), from the trips `jobs` picks, with the snapshot's groups added to them: 'none' of them,
+-- 'all', or only those 'touched' by the trips (found through the snapshot's key index).
+CREATE FUNCTION trip_groups_built(cell_factor integer, bucket_minutes integer, jobs text, snapshot text)
+RETURNS SETOF trip_group
 LANGUAGE plpgsql VOLATILE
 SET work_mem = '256MB'   -- see trip_group_tally
 AS $$
@@ -201,18 +205,7 @@ $$;
 
 -- The groups, current: the snapshot and the trips since, added up.
 CREATE FUNCTION trip_groups_at(cell_factor integer DEFAULT 1, bucket_minutes integer DEFAULT NULL)
-RETURNS TABLE (
-    region           text,
-    origin_cell      geometry,
-    destination_cell geometry,
-    time_bucket      integer,
-    bucket_start     time,
-    trips            bigint,
-    first_departure  timestamp,
-    last_departure   timestamp,
-    by_datasource    jsonb,
-    desire_line      geometry
-)
+RETURNS SETOF trip_group
 LANGUAGE sql VOLATILE AS $$
     SELECT * FROM trip_groups_built(cell_factor, bucket_minutes, trip_groups_jobs(true), 'all')
 $$;

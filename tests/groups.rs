@@ -25,6 +25,26 @@ fn groups_stored(cell_factor: i32, bucket_min: i32) -> String {
     )
 }
 
+/// trip_groups_top(n, region, min_trips, cell_factor, bucket_minutes) gives the first n rows of
+/// trip_groups_at in the answer's order, ties included, for each case.
+fn top_is_the_first_of_all(db: &TestDb, cases: &[(i64, &str, i64, i32, &str)]) {
+    for &(n, region, min_trips, factor, minutes) in cases {
+        assert_eq!(
+            db.rows(&format!(
+                "SELECT * FROM trip_groups_top({n}, {region}, {min_trips}, {factor}, {minutes})"
+            )),
+            db.rows(&format!(
+                "SELECT * FROM trip_groups_at({factor}, {minutes})
+                  WHERE ({region}::text IS NULL OR region = {region}) AND trips >= {min_trips}
+                  ORDER BY trips DESC, region, time_bucket, ST_X(origin_cell), ST_Y(origin_cell),
+                           ST_X(destination_cell), ST_Y(destination_cell)
+                  LIMIT {n}"
+            )),
+            "trip_groups_top({n}, {region}, {min_trips}, {factor}, {minutes})"
+        );
+    }
+}
+
 /// These tests are written for a grid of 0.01 degree and 60 minutes (finer than the default, so that a
 /// handful of trips spans several groups); it is set before anything is loaded.
 fn fine_grid(db: &TestDb) {
@@ -112,27 +132,16 @@ fn groups_equal_the_definition_at_every_supported_resolution_and_refresh_agrees(
         db.rows(&groups_by_definition(0.05, 6))
     );
 
-    // The N largest, ranked before they are built, are the first N of all the groups, ties included.
-    for (n, region, min_trips, factor, minutes) in [
-        (25, "NULL", 1, 1, "NULL"),
-        (7, "'Turin'", 2, 3, "180"),
-        (400, "NULL", 1, 5, "120"),
-        (10, "'Atlantis'", 1, 1, "NULL"),
-    ] {
-        assert_eq!(
-            db.rows(&format!(
-                "SELECT * FROM trip_groups_top({n}, {region}, {min_trips}, {factor}, {minutes})"
-            )),
-            db.rows(&format!(
-                "SELECT * FROM trip_groups_at({factor}, {minutes})
-                  WHERE ({region}::text IS NULL OR region = {region}) AND trips >= {min_trips}
-                  ORDER BY trips DESC, region, time_bucket, ST_X(origin_cell), ST_Y(origin_cell),
-                           ST_X(destination_cell), ST_Y(destination_cell)
-                  LIMIT {n}"
-            )),
-            "trip_groups_top({n}, {region}, {min_trips}, {factor}, {minutes})"
-        );
-    }
+    // The N largest are the first N of all the groups, ties included.
+    top_is_the_first_of_all(
+        &db,
+        &[
+            (25, "NULL", 1, 1, "NULL"),
+            (7, "'Turin'", 2, 3, "180"),
+            (400, "NULL", 1, 5, "120"),
+            (10, "'Atlantis'", 1, 1, "NULL"),
+        ],
+    );
 
     // Each group's trips per datasource equal the trips'.
     assert_eq!(
@@ -219,25 +228,14 @@ fn the_snapshot_and_the_trips_since_add_up_to_the_definition() {
         db.rows(&groups_stored(3, 180)),
         db.rows(&groups_by_definition(0.03, 3))
     );
-    for (n, region, min_trips, factor, minutes) in [
-        (30, "NULL", 1, 1, "NULL"),
-        (5, "'Turin'", 2, 1, "NULL"),
-        (12, "NULL", 1, 3, "120"),
-    ] {
-        assert_eq!(
-            db.rows(&format!(
-                "SELECT * FROM trip_groups_top({n}, {region}, {min_trips}, {factor}, {minutes})"
-            )),
-            db.rows(&format!(
-                "SELECT * FROM trip_groups_at({factor}, {minutes})
-                  WHERE ({region}::text IS NULL OR region = {region}) AND trips >= {min_trips}
-                  ORDER BY trips DESC, region, time_bucket, ST_X(origin_cell), ST_Y(origin_cell),
-                           ST_X(destination_cell), ST_Y(destination_cell)
-                  LIMIT {n}"
-            )),
-            "trip_groups_top({n}, {region}, {min_trips}, {factor}, {minutes})"
-        );
-    }
+    top_is_the_first_of_all(
+        &db,
+        &[
+            (30, "NULL", 1, 1, "NULL"),
+            (5, "'Turin'", 2, 1, "NULL"),
+            (12, "NULL", 1, 3, "120"),
+        ],
+    );
 
     // Refreshed again, the snapshot alone is the groups.
     db.trips(&["refresh"]).ok();

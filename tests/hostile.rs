@@ -398,13 +398,7 @@ fn compact_reports_a_merge_it_cannot_do_and_goes_on_with_the_others() {
         db.trips(&["ingest", "--no-compact", &file]).ok();
     }
     let before = db.rows("SELECT parent, count(*) FROM trip_pieces GROUP BY 1 ORDER BY 1");
-    assert_eq!(
-        before,
-        [
-            "(trip_cells,10)",
-            "(trip_rows,10)"
-        ]
-    );
+    assert_eq!(before, ["(trip_cells,10)", "(trip_rows,10)"]);
     // A table in the way of the merged piece of trip_rows (jobs 1 to 10).
     db.client()
         .batch_execute("CREATE TABLE trip_rows_j1_10 (x int)")

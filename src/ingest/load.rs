@@ -73,10 +73,7 @@ impl<'a> Loader<'a> {
     ) -> Result<Option<(i32, String)>> {
         let mut tx = load.transaction()?;
         let begun = tx
-            .query_one(
-                "SELECT trips, cells FROM ingest_begin($1)",
-                &[&self.job],
-            )
+            .query_one("SELECT trips, cells FROM ingest_begin($1)", &[&self.job])
             .context("while creating the job's tables")?;
         let tables = Pieces {
             trips: begun.get(0),

@@ -17,7 +17,6 @@ mod names;
 mod rejects;
 mod tally;
 
-
 use crate::input;
 use crate::status::{self, Printer};
 use anyhow::{Context, Result};
