@@ -250,11 +250,19 @@ BEGIN
 END
 $$;
 
--- Whether the snapshot holds every done job: then reading it is reading the current groups.
+-- Whether the snapshot holds every done job (no done job is among those trip_groups_jobs(true) picks):
+-- then reading it is reading the current groups.
 CREATE FUNCTION trip_groups_is_current() RETURNS boolean
-LANGUAGE sql VOLATILE AS $$
-    SELECT NOT EXISTS (SELECT FROM ingest_jobs j, trip_groups_snapshot s
-                        WHERE j.state = 'done' AND (j.id > s.max_job OR j.id = ANY (s.missing_jobs)))
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    current boolean;
+BEGIN
+    EXECUTE format('SELECT NOT EXISTS (SELECT FROM (SELECT id AS job_id FROM ingest_jobs
+                                                     WHERE state = ''done'') AS done
+                                        WHERE %s)', trip_groups_jobs(true))
+       INTO current;
+    RETURN current;
+END
 $$;
 
 -- trip_groups_top(n, ...) answers "the N largest groups", current, as

@@ -112,7 +112,7 @@ impl<'a> Loader<'a> {
                         rows.finish(&mut copy)
                             .context("while sending rows to the database")?;
                         copy.finish().context("while finishing the COPY")?;
-                        self.copy_tallies(&mut tx, &tables, &mut tallies)?;
+                        self.copy_cells(&mut tx, &tables, &mut tallies)?;
                         rows = RowEncoder::new();
                         copy = copy_into(&mut tx, &tables.trips, true)?;
                     }
@@ -126,7 +126,7 @@ impl<'a> Loader<'a> {
         rows.finish(&mut copy)
             .context("while sending rows to the database")?;
         copy.finish().context("while finishing the COPY")?;
-        self.copy_tallies(&mut tx, &tables, &mut tallies)?;
+        self.copy_cells(&mut tx, &tables, &mut tallies)?;
         self.check_something_loaded()?;
         self.progress("finishing")?;
         let sha = records.sha256_hex();
@@ -232,26 +232,26 @@ impl<'a> Loader<'a> {
 
     /// Sends the cell tally to the database, and empties it. A cell met again later in the file gets
     /// another row; readers add them up and merges fold them.
-    fn copy_tallies(
+    fn copy_cells(
         &self,
         tx: &mut postgres::Transaction<'_>,
         tables: &Pieces,
         tallies: &mut Tallies,
     ) -> Result<()> {
-        let cells = &mut tallies.cells;
         let started = Instant::now();
-        let job = self.job;
-        let cell_weeks = cells.0.len();
-        let copy = copy_into(tx, &tables.cells, true)?;
-        copy_rows(
-            copy,
-            "cell tallies",
-            cells.drain_sorted(),
-            |rows, (key, trips, weeks, week_trips)| {
-                rows.cell(job, &key, trips, &weeks, &week_trips);
-                Ok(())
-            },
-        )?;
+        let cell_weeks = tallies.cells.0.len();
+        let sending = "while sending the cell tally to the database";
+        let mut copy = copy_into(tx, &tables.cells, true)?;
+        let mut rows = RowEncoder::new();
+        for (key, trips, weeks, week_trips) in tallies.cells.drain_sorted() {
+            rows.cell(self.job, &key, trips, &weeks, &week_trips);
+            if rows.is_full() {
+                rows.write_to(&mut copy).context(sending)?;
+            }
+        }
+        rows.finish(&mut copy).context(sending)?;
+        copy.finish()
+            .context("while finishing the COPY of the cell tally")?;
         log::debug!(
             "sent {cell_weeks} cell-weeks in {:.2} s",
             started.elapsed().as_secs_f64()
@@ -320,27 +320,6 @@ fn copy_into<'a>(
     let freeze = if freeze { ", FREEZE" } else { "" };
     tx.copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary{freeze})"))
         .with_context(|| format!("while starting the COPY into {table}"))
-}
-
-/// Encodes `items` with `encode` into an open COPY and finishes it; `what` names the rows in errors.
-fn copy_rows<T>(
-    mut copy: postgres::CopyInWriter<'_>,
-    what: &str,
-    items: impl IntoIterator<Item = T>,
-    mut encode: impl FnMut(&mut RowEncoder, T) -> Result<()>,
-) -> Result<()> {
-    let sending = || format!("while sending {what} to the database");
-    let mut rows = RowEncoder::new();
-    for item in items {
-        encode(&mut rows, item)?;
-        if rows.is_full() {
-            rows.write_to(&mut copy).with_context(sending)?;
-        }
-    }
-    rows.finish(&mut copy).with_context(sending)?;
-    copy.finish()
-        .with_context(|| format!("while finishing the COPY of {what}"))?;
-    Ok(())
 }
 
 /// The file's CSV records, each bounded by the record limit (input.rs): a record longer than that fails the
