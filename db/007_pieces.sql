@@ -94,6 +94,22 @@ BEGIN
 END
 $$;
 
+-- The statistics of a new piece (loaded or merged), so that questions asked before autovacuum gets to it
+-- are planned well: without them the planner misjudges how many of a piece's tally rows a list of cells
+-- matches. The tally's key columns always, which is cheap; the trips' table in full only once it holds
+-- 100,000 trips, since ANALYZE's cost hardly shrinks with the table and small pieces of trips did not
+-- need it (docs/store.md, "Fresh pieces").
+CREATE FUNCTION trip_piece_analyze(parent text, piece text, trips bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF parent = 'trip_cells' THEN
+        EXECUTE format('ANALYZE %I (side, level, cell)', piece);
+    ELSIF parent = 'trip_rows' AND trips >= 100000 THEN
+        EXECUTE format('ANALYZE %I', piece);
+    END IF;
+END
+$$;
+
 CREATE FUNCTION trip_piece_attach(parent text, first_job integer, last_job integer) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -154,9 +170,10 @@ BEGIN
         RETURN earlier;
     END IF;
 
-    -- Index first: until the attach below, nothing here locks the parents.
+    -- Index and analyze first: until the attach below, nothing here locks the parents.
     FOREACH parent IN ARRAY trip_piece_parents() LOOP
         PERFORM trip_piece_index(parent, trip_piece_table(parent, job, job));
+        PERFORM trip_piece_analyze(parent, trip_piece_table(parent, job, job), loaded);
     END LOOP;
     FOREACH parent IN ARRAY trip_piece_parents() LOOP
         PERFORM trip_piece_attach(parent, job, job);
@@ -333,7 +350,7 @@ BEGIN
     merged := trip_piece_create(m.parent, m.first_job, m.last_job);
     EXECUTE format('INSERT INTO %I %s', merged, trip_merge_query(m.parent, parts, m.first_job));
     PERFORM trip_piece_index(m.parent, merged);
-    EXECUTE format('ANALYZE %I', merged);
+    PERFORM trip_piece_analyze(m.parent, merged, m.trips);
 
     -- Swap: a moment under the parent's lock. Waiting for it queues the readers that come after, so never
     -- wait more than 50 ms at a time: give up, let them through, and try again a little later.
@@ -411,6 +428,8 @@ BEGIN
                                         piece.first_job));
         PERFORM trip_piece_index('trip_cells', 'new_' || trip_piece_table('trip_cells', piece.first_job,
                                                                           piece.last_job));
+        PERFORM trip_piece_analyze('trip_cells', 'new_' || trip_piece_table('trip_cells', piece.first_job,
+                                                                            piece.last_job), piece.trips);
     END LOOP;
     FOR old IN SELECT * FROM trip_pieces c WHERE c.parent = 'trip_cells' LOOP
         EXECUTE format('DROP TABLE %I', trip_piece_table('trip_cells', old.first_job, old.last_job));

@@ -272,6 +272,46 @@ fn both_and_either_are_exact_from_one_file_or_many_before_and_after_merges() {
     assert_eq!(answers(&many, "twenty files, merged"), expected);
 }
 
+/// The pieces of `parent` whose `column` the planner has statistics of.
+fn analyzed(db: &TestDb, parent: &str, column: &str) -> Vec<String> {
+    db.rows(&format!(
+        "SELECT tablename FROM pg_stats WHERE tablename ~ '^{parent}_j' AND attname = '{column}' ORDER BY 1"
+    ))
+    .into_iter()
+    .map(|row| row.trim_matches(['(', ')']).to_string())
+    .collect()
+}
+
+/// A question asked right after a load must not wait for autovacuum to learn about the new piece: every
+/// piece of the tally gets the statistics of its key when it lands and when it is merged; a piece of the
+/// trips does once it is large (100,000 trips here).
+#[test]
+fn pieces_arrive_with_their_statistics() {
+    let db = test_db!("weekly_piece_stats");
+    let mut rng = Rng(0x5eed_1234_abcd_0009);
+    let csv = crowded_trips_csv(&mut rng, 1100);
+    let mut args = vec!["ingest", "--no-compact"];
+    let parts = split_csv(&db, &csv, 11);
+    args.extend(parts.iter().map(String::as_str));
+    db.trips(&args).ok();
+    let mut expected: Vec<String> = (1..=11).map(|j| format!("trip_cells_j{j}")).collect();
+    expected.sort();
+    assert_eq!(analyzed(&db, "trip_cells", "cell"), expected);
+
+    db.trips(&["compact"]).ok();
+    assert_eq!(
+        analyzed(&db, "trip_cells", "cell"),
+        ["trip_cells_j11", "trip_cells_j1_10"],
+        "{:?}",
+        pieces(&db)
+    );
+
+    db.trips(&["ingest", "--no-compact", &db.generate(100_000, 1)]).ok();
+    assert!(analyzed(&db, "trip_cells", "cell").contains(&"trip_cells_j12".to_string()));
+    let trips = analyzed(&db, "trip_rows", "departed_at");
+    assert!(trips.contains(&"trip_rows_j12".to_string()), "{trips:?}");
+}
+
 /// The tables of the store: every piece's, and no other.
 fn piece_tables(db: &TestDb) -> (i64, i64) {
     (
