@@ -45,9 +45,11 @@ CREATE TABLE trip_merge_policy (
     fan_in    integer NOT NULL CHECK (fan_in >= 2),
     max_trips bigint  NOT NULL CHECK (max_trips > 0)   -- a merge never makes a piece larger than this
 );
+-- F = 30: a larger fan-in rewrites each trip fewer times, and questions pay little for the more pieces
+-- it leaves between merges (docs/store.md, "The fan-in").
 INSERT INTO trip_merge_policy VALUES
-    ('trip_rows', 10, 20000000),
-    ('trip_cells', 10, 9223372036854775807);
+    ('trip_rows', 30, 20000000),
+    ('trip_cells', 30, 9223372036854775807);
 
 CREATE FUNCTION trip_piece_parents() RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $$ SELECT ARRAY['trip_rows', 'trip_cells'] $$;

@@ -393,6 +393,7 @@ fn an_idle_helper_connection_never_loses_a_load() {
 #[test]
 fn compact_reports_a_merge_it_cannot_do_and_goes_on_with_the_others() {
     let db = test_db!("compact");
+    db.merge_fan_in(10);
     for seed in 1..=10 {
         let file = db.generate(200, seed);
         db.trips(&["ingest", "--no-compact", &file]).ok();

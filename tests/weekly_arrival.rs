@@ -86,11 +86,13 @@ fn split_csv(db: &TestDb, csv: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// The same trips loaded as one file, and as `files` files that are not merged.
+/// The same trips loaded as one file, and as `files` files that are not merged (merged ten at a time when
+/// they are).
 fn one_file_and_many(tag: &str, csv: &str, files: usize) -> (TestDb, TestDb) {
     let one = TestDb::new(&format!("{tag}_one"));
     one.trips(&["ingest", &one.file("all.csv", csv)]).ok();
     let many = TestDb::new(&format!("{tag}_many"));
+    many.merge_fan_in(10);
     let parts = split_csv(&many, csv, files);
     let mut args = vec!["ingest", "--no-compact", "--tally-limit", "300"];
     args.extend(parts.iter().map(String::as_str));
@@ -288,6 +290,7 @@ fn analyzed(db: &TestDb, parent: &str, column: &str) -> Vec<String> {
 #[test]
 fn pieces_arrive_with_their_statistics() {
     let db = test_db!("weekly_piece_stats");
+    db.merge_fan_in(10);
     let mut rng = Rng(0x5eed_1234_abcd_0009);
     let csv = crowded_trips_csv(&mut rng, 1100);
     let mut args = vec!["ingest", "--no-compact"];
@@ -326,6 +329,7 @@ fn piece_tables(db: &TestDb) -> (i64, i64) {
 #[test]
 fn a_merge_killed_at_any_moment_changes_nothing_and_readers_are_not_held_up() {
     let db = test_db!("weekly_merge_kill");
+    db.merge_fan_in(10);
     let mut rng = Rng(0x5eed_1234_abcd_0008);
     let csv = trips_csv(&mut rng, 20_000);
     let parts = split_csv(&db, &csv, 20);

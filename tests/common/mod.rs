@@ -94,6 +94,15 @@ impl TestDb {
         TestDb { name, url, dir }
     }
 
+    /// Sets the merge policy's fan-in of both tables to `f`, so that a test merges a dozen files rather
+    /// than the default's thirty.
+    pub fn merge_fan_in(&self, f: i32) {
+        self.trips(&["migrate"]).ok();
+        self.client()
+            .execute("UPDATE trip_merge_policy SET fan_in = $1", &[&f])
+            .expect("set the fan-in");
+    }
+
     pub fn client(&self) -> Client {
         Client::connect(&self.url, NoTls).expect("connect to the test database")
     }
