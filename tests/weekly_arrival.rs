@@ -309,7 +309,8 @@ fn pieces_arrive_with_their_statistics() {
         pieces(&db)
     );
 
-    db.trips(&["ingest", "--no-compact", &db.generate(100_000, 1)]).ok();
+    db.trips(&["ingest", "--no-compact", &db.generate(100_000, 1)])
+        .ok();
     assert!(analyzed(&db, "trip_cells", "cell").contains(&"trip_cells_j12".to_string()));
     let trips = analyzed(&db, "trip_rows", "departed_at");
     assert!(trips.contains(&"trip_rows_j12".to_string()), "{trips:?}");
