@@ -410,6 +410,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     piece record;
     old record;
+    fresh text;   -- the new tally piece's table, under its temporary name
 BEGIN
     LOCK TABLE trip_rows, trip_cells IN SHARE UPDATE EXCLUSIVE MODE;
     PERFORM pg_advisory_xact_lock(ingest_lock_class() + 2, 0);
@@ -424,14 +425,12 @@ BEGIN
 
     -- Build the new cell tally under temporary names, then swap it in.
     FOR piece IN SELECT * FROM trip_pieces WHERE trip_pieces.parent = 'trip_rows' ORDER BY first_job LOOP
-        EXECUTE format('INSERT INTO %I %s',
-                       trip_piece_create('trip_cells', piece.first_job, piece.last_job, 'new_'),
+        fresh := trip_piece_create('trip_cells', piece.first_job, piece.last_job, 'new_');
+        EXECUTE format('INSERT INTO %I %s', fresh,
                        trip_cells_query(quote_ident(trip_piece_table('trip_rows', piece.first_job, piece.last_job)),
                                         piece.first_job));
-        PERFORM trip_piece_index('trip_cells', 'new_' || trip_piece_table('trip_cells', piece.first_job,
-                                                                          piece.last_job));
-        PERFORM trip_piece_analyze('trip_cells', 'new_' || trip_piece_table('trip_cells', piece.first_job,
-                                                                            piece.last_job), piece.trips);
+        PERFORM trip_piece_index('trip_cells', fresh);
+        PERFORM trip_piece_analyze('trip_cells', fresh, piece.trips);
     END LOOP;
     FOR old IN SELECT * FROM trip_pieces c WHERE c.parent = 'trip_cells' LOOP
         EXECUTE format('DROP TABLE %I', trip_piece_table('trip_cells', old.first_job, old.last_job));

@@ -86,17 +86,24 @@ fn split_csv(db: &TestDb, csv: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Loads `csv` cut into `files` files, not merged, with the ingest options `extra`; later merges take ten
+/// pieces at a time.
+fn load_unmerged(db: &TestDb, csv: &str, files: usize, extra: &[&str]) {
+    db.merge_fan_in(10);
+    let parts = split_csv(db, csv, files);
+    let mut args = vec!["ingest", "--no-compact"];
+    args.extend(extra);
+    args.extend(parts.iter().map(String::as_str));
+    db.trips(&args).ok();
+}
+
 /// The same trips loaded as one file, and as `files` files that are not merged (merged ten at a time when
 /// they are).
 fn one_file_and_many(tag: &str, csv: &str, files: usize) -> (TestDb, TestDb) {
     let one = TestDb::new(&format!("{tag}_one"));
     one.trips(&["ingest", &one.file("all.csv", csv)]).ok();
     let many = TestDb::new(&format!("{tag}_many"));
-    many.merge_fan_in(10);
-    let parts = split_csv(&many, csv, files);
-    let mut args = vec!["ingest", "--no-compact", "--tally-limit", "300"];
-    args.extend(parts.iter().map(String::as_str));
-    many.trips(&args).ok();
+    load_unmerged(&many, csv, files, &["--tally-limit", "300"]);
     assert_eq!(
         many.count("SELECT count(*) FROM trip_pieces WHERE parent = 'trip_rows'"),
         files as i64
@@ -290,13 +297,8 @@ fn analyzed(db: &TestDb, parent: &str, column: &str) -> Vec<String> {
 #[test]
 fn pieces_arrive_with_their_statistics() {
     let db = test_db!("weekly_piece_stats");
-    db.merge_fan_in(10);
     let mut rng = Rng(0x5eed_1234_abcd_0009);
-    let csv = crowded_trips_csv(&mut rng, 1100);
-    let mut args = vec!["ingest", "--no-compact"];
-    let parts = split_csv(&db, &csv, 11);
-    args.extend(parts.iter().map(String::as_str));
-    db.trips(&args).ok();
+    load_unmerged(&db, &crowded_trips_csv(&mut rng, 1100), 11, &[]);
     let mut expected: Vec<String> = (1..=11).map(|j| format!("trip_cells_j{j}")).collect();
     expected.sort();
     assert_eq!(analyzed(&db, "trip_cells", "cell"), expected);
@@ -330,13 +332,8 @@ fn piece_tables(db: &TestDb) -> (i64, i64) {
 #[test]
 fn a_merge_killed_at_any_moment_changes_nothing_and_readers_are_not_held_up() {
     let db = test_db!("weekly_merge_kill");
-    db.merge_fan_in(10);
     let mut rng = Rng(0x5eed_1234_abcd_0008);
-    let csv = trips_csv(&mut rng, 20_000);
-    let parts = split_csv(&db, &csv, 20);
-    let mut args = vec!["ingest", "--no-compact"];
-    args.extend(parts.iter().map(String::as_str));
-    db.trips(&args).ok();
+    load_unmerged(&db, &trips_csv(&mut rng, 20_000), 20, &[]);
     let areas: Vec<String> = (0..12).map(|_| area(&mut rng)).collect();
     let answers = |client: &mut Client| -> Vec<f64> {
         areas
