@@ -29,21 +29,29 @@ CREATE INDEX ingest_jobs_content ON ingest_jobs (content_sha256) WHERE state = '
 -- Advisory lock namespace of this project: (7217, job id) is held by the loader's session while it works on
 -- that job. A job that is not finished and whose lock is free has lost its loader. 7218 serializes two
 -- loaders finishing the same content; 7219 lets one merge run at a time; (7220, 0) is held shared by every
--- loader's session from ingest_job_open to ingest_job_close, so that no name a loader uses is removed under
--- it (forget_unused_names, 007_pieces.sql).
+-- loader's session from ingest_jobs_open to ingest_job_close, so that no name a loader uses is removed under
+-- it (forget_unused_names, 007_pieces.sql); (7221, 0) makes the opening of jobs take turns (ingest_jobs_open).
 CREATE FUNCTION ingest_lock_class() RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT 7217';
 
--- Open a job and take its session locks in the same transaction, so no one can see the job without them.
--- ingest_job_close (007_pieces.sql) releases them.
-CREATE FUNCTION ingest_job_open(file text, total_bytes bigint, forced boolean) RETURNS integer
+-- Open the jobs of files loaded in one transaction (one file, or a batch of small files: src/ingest/mod.rs)
+-- and take their session locks in the same transaction, so no one can see a job without them.
+-- ingest_job_close (007_pieces.sql) releases them. The jobs' ids are consecutive, in the order of `files`:
+-- the batch lands as one piece covering its range of jobs (007_pieces.sql), so no other job may fall
+-- inside it. The advisory lock (7221, 0) makes openings take turns for the moment of the insert.
+CREATE FUNCTION ingest_jobs_open(files text[], total_bytes bigint[], forced boolean) RETURNS SETOF integer
 LANGUAGE plpgsql AS $$
 DECLARE
     job integer;
 BEGIN
-    INSERT INTO ingest_jobs (file, total_bytes, forced) VALUES (file, total_bytes, forced) RETURNING id INTO job;
-    PERFORM pg_advisory_lock(ingest_lock_class(), job);
-    PERFORM pg_advisory_lock_shared(ingest_lock_class() + 3, 0);
-    RETURN job;
+    PERFORM pg_advisory_xact_lock(ingest_lock_class() + 4, 0);
+    FOR job IN INSERT INTO ingest_jobs (file, total_bytes, forced)
+               SELECT f, b, forced FROM unnest(files, total_bytes) WITH ORDINALITY AS u(f, b, i) ORDER BY i
+               RETURNING id
+    LOOP
+        PERFORM pg_advisory_lock(ingest_lock_class(), job);
+        PERFORM pg_advisory_lock_shared(ingest_lock_class() + 3, 0);
+        RETURN NEXT job;
+    END LOOP;
 END
 $$;
 

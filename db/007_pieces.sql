@@ -1,17 +1,26 @@
 -- 007: pieces: how a file lands, and how small landings are merged into large ones.
 --
--- trip_rows and trip_cells are partitioned by ranges of job ids. A piece is one
--- partition: the rows of the consecutive jobs first_job..last_job. Loading a file (src/ingest.rs) runs,
--- in the file's one transaction:
+-- trip_rows and trip_cells are partitioned by ranges of job ids. A piece is one partition: the rows of the
+-- consecutive jobs first_job..last_job. A large file is loaded in a transaction of its own; small files
+-- given to one `trips ingest` are loaded together, a batch of them in one transaction, each file in a
+-- savepoint of its own, so that the batch lands as one piece. Loading (src/ingest/) runs:
 --
---   SELECT * FROM ingest_begin(job);       -- a new, empty piece of each table for this job alone
---   COPY <piece of trip_rows> FROM STDIN (FORMAT binary, FREEZE);   -- and the cell tally into its own
---   SELECT ingest_finish(job, sha256, ...); -- index the pieces, attach them, add the small rollups, done
+--   SELECT ingest_jobs_open(files, ...);            -- consecutive jobs (003_ingest_jobs.sql), autocommit
+--   BEGIN;
+--   SELECT * FROM ingest_begin(first_job, last_job);  -- a new, empty piece of each table for the range
+--   -- for each file (a batch of several: between SAVEPOINT and RELEASE, or ROLLBACK TO on failure):
+--   COPY <piece of trip_rows> FROM STDIN (FORMAT binary);   -- FREEZE when the file is alone
+--   SELECT ingest_job_done(job, sha256, ...);       -- or the job that already holds this content
+--   -- then, once:
+--   COPY <piece of trip_cells> FROM STDIN (FORMAT binary);  -- the cell tally of the files done
+--   SELECT ingest_finish(first_job, last_job, ...); -- index the pieces, attach them, add the small rollups
 --   COMMIT;
 --
 -- so every row is written once, a failed file leaves nothing behind, and a loader's open transaction holds
 -- no lock on the partitioned tables until its last statement (the new tables are created from the catalog,
--- not with LIKE, which would lock the parent until commit).
+-- not with LIKE, which would lock the parent until commit). A batch saves each small file the making,
+-- indexing and attaching of its own tables and the first merges of its trips; its files are done together,
+-- when it commits (docs/store.md, "Batches of small files").
 --
 -- A thousand small files would make a thousand pieces, and every question would read a thousand indexes.
 -- So pieces are merged as in an LSM tree (Lucene's LogMergePolicy, RocksDB's universal compaction):
@@ -120,43 +129,41 @@ BEGIN
 END
 $$;
 
--- Loading, step 1: the job's empty pieces, into which the loader COPYs. Runs as the owner, so that a
--- trips_loader login needs no right to create tables; it may insert into these until they are attached.
-CREATE FUNCTION ingest_begin(job integer)
+-- Loading, step 1: the empty pieces of a range of jobs opened together (ingest_jobs_open: one file, or a
+-- batch of small files loaded in one transaction), into which the loader COPYs. Runs as the owner, so that
+-- a trips_loader login needs no right to create tables; it may insert into these until they are attached.
+CREATE FUNCTION ingest_begin(first_job integer, last_job integer)
 RETURNS TABLE (trips text, cells text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     parent text;
 BEGIN
-    IF NOT EXISTS (SELECT FROM ingest_jobs j WHERE j.id = job AND j.state = 'loading') THEN
-        RAISE EXCEPTION 'ingest job % is not being loaded', job;
+    IF (SELECT count(*) FROM ingest_jobs j
+         WHERE j.id BETWEEN first_job AND last_job AND j.state IN ('queued', 'loading'))
+       IS DISTINCT FROM last_job - first_job + 1 THEN
+        RAISE EXCEPTION 'ingest jobs % to % are not being loaded', first_job, last_job;
     END IF;
     FOREACH parent IN ARRAY trip_piece_parents() LOOP
-        PERFORM trip_piece_create(parent, job, job);
+        PERFORM trip_piece_create(parent, first_job, last_job);
         IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'trips_loader') THEN
-            EXECUTE format('GRANT INSERT ON %I TO trips_loader', trip_piece_table(parent, job, job));
+            EXECUTE format('GRANT INSERT ON %I TO trips_loader', trip_piece_table(parent, first_job, last_job));
         END IF;
     END LOOP;
-    RETURN QUERY SELECT trip_piece_table('trip_rows', job, job), trip_piece_table('trip_cells', job, job);
+    RETURN QUERY SELECT trip_piece_table('trip_rows', first_job, last_job),
+                        trip_piece_table('trip_cells', first_job, last_job);
 END
 $$;
 
--- Loading, step 2. If a done job already holds the same content (and this job was not forced), return that
--- job's id and change nothing: the loader then rolls back and records this job as skipped. Otherwise index
--- and attach the job's pieces, add the file's tallies of regions (parallel arrays, departures in
--- microseconds since 2000-01-01 like the COPY rows) to the two small rollups, mark the job done, and
--- return NULL. The advisory lock on the content hash makes two loaders finishing the same content take
--- turns: the second waits for the first to commit and then sees its done job.
-CREATE FUNCTION ingest_finish(
-    job integer, sha256 text, loaded bigint, skipped bigint,
-    stats_region smallint[], stats_source smallint[], stats_trips bigint[], stats_first bigint[],
-    stats_last bigint[], weeks_region smallint[], weeks_week integer[], weeks_trips bigint[]
-) RETURNS integer
+-- Loading, step 2, once per file, when its rows are sent (in a batch, inside the file's savepoint). If a done
+-- job already holds the same content (and this job was not forced), return that job's id and change
+-- nothing: the loader then rolls the file back and records its job as skipped. Otherwise mark the job done
+-- (seen by others when the transaction commits) and return NULL. The advisory lock on the content hash
+-- makes two loaders finishing the same content take turns: the second waits for the first to commit and
+-- then sees its done job.
+CREATE FUNCTION ingest_job_done(job integer, sha256 text, loaded bigint, skipped bigint) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     earlier integer;
-    parent text;
-    epoch constant timestamp := '2000-01-01';
 BEGIN
     IF NOT EXISTS (SELECT FROM ingest_jobs j WHERE j.id = job AND j.state IN ('loading', 'finishing')) THEN
         RAISE EXCEPTION 'ingest job % is not being loaded', job;
@@ -171,18 +178,47 @@ BEGIN
     IF earlier IS NOT NULL THEN
         RETURN earlier;
     END IF;
+    UPDATE ingest_jobs
+       SET state = 'done', content_sha256 = sha256, rows = loaded, rejected = skipped,
+           finished_at = clock_timestamp()  -- now() would be the start of this long transaction
+     WHERE id = job;
+    RETURN NULL;
+END
+$$;
+
+-- Loading, step 3, once per transaction, when every job of the range is done, failed or skipped: index the
+-- pieces and attach them, and add the tallies of regions of the files done (parallel arrays, departures in
+-- microseconds since 2000-01-01 like the COPY rows) to the two small rollups. The loader then commits.
+CREATE FUNCTION ingest_finish(
+    first_job integer, last_job integer, loaded bigint,
+    stats_region smallint[], stats_source smallint[], stats_trips bigint[], stats_first bigint[],
+    stats_last bigint[], weeks_region smallint[], weeks_week integer[], weeks_trips bigint[]
+) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    parent text;
+    piece text;
+    epoch constant timestamp := '2000-01-01';
+BEGIN
+    IF (SELECT count(*) FILTER (WHERE j.state IN ('done', 'failed', 'skipped'))
+         FROM ingest_jobs j WHERE j.id BETWEEN first_job AND last_job) IS DISTINCT FROM last_job - first_job + 1
+       OR NOT EXISTS (SELECT FROM ingest_jobs j WHERE j.id BETWEEN first_job AND last_job AND j.state = 'done')
+    THEN
+        RAISE EXCEPTION 'ingest jobs % to % are not being finished', first_job, last_job;
+    END IF;
 
     -- Index and analyze first: until the attach below, nothing here locks the parents.
     FOREACH parent IN ARRAY trip_piece_parents() LOOP
-        PERFORM trip_piece_index(parent, trip_piece_table(parent, job, job));
-        PERFORM trip_piece_analyze(parent, trip_piece_table(parent, job, job), loaded);
+        piece := trip_piece_table(parent, first_job, last_job);
+        PERFORM trip_piece_index(parent, piece);
+        PERFORM trip_piece_analyze(parent, piece, loaded);
     END LOOP;
     FOREACH parent IN ARRAY trip_piece_parents() LOOP
-        PERFORM trip_piece_attach(parent, job, job);
+        PERFORM trip_piece_attach(parent, first_job, last_job);
         IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'trips_loader') THEN
-            EXECUTE format('REVOKE INSERT ON %I FROM trips_loader', trip_piece_table(parent, job, job));
+            EXECUTE format('REVOKE INSERT ON %I FROM trips_loader', trip_piece_table(parent, first_job, last_job));
         END IF;
-        INSERT INTO trip_pieces (parent, first_job, last_job, trips) VALUES (parent, job, job, loaded);
+        INSERT INTO trip_pieces (parent, first_job, last_job, trips) VALUES (parent, first_job, last_job, loaded);
     END LOOP;
 
     INSERT INTO region_datasource_stats AS s
@@ -196,12 +232,6 @@ BEGIN
     INSERT INTO region_weeks AS w
     SELECT r, k, n FROM unnest(weeks_region, weeks_week, weeks_trips) AS u(r, k, n)
     ON CONFLICT (region_id, week) DO UPDATE SET trips = w.trips + excluded.trips;
-
-    UPDATE ingest_jobs
-       SET state = 'done', content_sha256 = sha256, rows = loaded, rejected = skipped,
-           finished_at = clock_timestamp()  -- now() would be the start of this long transaction
-     WHERE id = job;
-    RETURN NULL;
 END
 $$;
 
@@ -219,7 +249,7 @@ $$;
 
 -- Removes the region and datasource names that no committed trip uses: those first met in files that
 -- failed, or whose loader was killed. Only while no loader is working (each holds (7220, 0) shared from
--- ingest_job_open to ingest_job_close), so a name is never removed between a loader's dimension_id() and
+-- ingest_jobs_open to ingest_job_close), so a name is never removed between a loader's dimension_id() and
 -- its commit; when loaders are working it does nothing, and the last one to finish does it. Runs as the
 -- owner, so that a trips_loader login needs no right to delete names.
 CREATE FUNCTION forget_unused_names() RETURNS integer

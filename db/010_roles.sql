@@ -9,8 +9,8 @@
 --
 -- A loader writes job rows and new region and datasource names with plain privileges. The steps that
 -- need the owner (creating a job's pieces, attaching them, merging pieces) run in SECURITY DEFINER
--- functions with a fixed search_path (ingest_begin, ingest_finish and trip_merge_step, 007_pieces.sql),
--- which only trips_loader may execute, and which check that the job is one being loaded. A loader may
+-- functions with a fixed search_path (ingest_begin, ingest_job_done, ingest_finish and trip_merge_step,
+-- 007_pieces.sql), which only trips_loader may execute, and which check that the jobs are being loaded. A loader may
 -- write into its job's pieces only until they are attached. forget_unused_names (007_pieces.sql) runs as
 -- the owner, so that a loader removes the names of a failed file without a right to delete names in
 -- general. ingest_reap_abandoned runs as the owner too,
@@ -61,9 +61,10 @@ BEGIN
                           finished_at)
        ON ingest_jobs TO trips_loader;
     GRANT INSERT ON regions, datasources TO trips_loader;
-    GRANT EXECUTE ON FUNCTION ingest_begin(integer),
-                              ingest_finish(integer, text, bigint, bigint, smallint[], smallint[], bigint[],
-                                            bigint[], bigint[], smallint[], integer[], bigint[]),
+    GRANT EXECUTE ON FUNCTION ingest_begin(integer, integer),
+                              ingest_job_done(integer, text, bigint, bigint),
+                              ingest_finish(integer, integer, bigint, smallint[], smallint[], bigint[], bigint[],
+                                            bigint[], smallint[], integer[], bigint[]),
                               trip_merge_step(text),
                               forget_unused_names()
        TO trips_loader;
@@ -71,9 +72,10 @@ BEGIN
 END
 $$;
 
-REVOKE EXECUTE ON FUNCTION ingest_begin(integer),
-                           ingest_finish(integer, text, bigint, bigint, smallint[], smallint[], bigint[],
-                                         bigint[], bigint[], smallint[], integer[], bigint[]),
+REVOKE EXECUTE ON FUNCTION ingest_begin(integer, integer),
+                           ingest_job_done(integer, text, bigint, bigint),
+                           ingest_finish(integer, integer, bigint, smallint[], smallint[], bigint[], bigint[],
+                                         bigint[], smallint[], integer[], bigint[]),
                            trip_merge_step(text),
                            forget_unused_names(),
                            trips_roles()

@@ -465,3 +465,136 @@ fn a_killed_loader_commits_nothing_and_its_job_is_marked_failed() {
         0
     );
 }
+
+/// Small files given together are loaded in one transaction, each in a savepoint: a bad file and a file
+/// already loaded are rolled back alone, the others are committed together as one piece, with every
+/// tally agreeing with the trips.
+#[test]
+fn small_files_load_together_each_committed_whole_or_not_at_all() {
+    let db = test_db!("batch");
+    let first = db.generate(3000, 1);
+    let again = db.file("again.csv", std::fs::read(&first).unwrap());
+    let mut bad = format!("{HEADER}\n");
+    for _ in 0..2000 {
+        bad += "Nowhere,POINT (7.67 44.99),POINT (7.72 45.06),2018-05-21 02:54:04,baba_car\n";
+    }
+    bad += "Nowhere,POINT (7.67 44.99),POINT (7.72 45.06),2018-05-32 02:54:04,baba_car\n";
+    let bad = db.file("bad.csv", bad);
+    let last = db.generate(2000, 2);
+    let run = db.trips(&[
+        "ingest",
+        "--json",
+        "--tally-limit",
+        "500",
+        &first,
+        &bad,
+        &again,
+        &last,
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "error: failed to load {bad} [job 2]: {bad}:2002: column 4"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.rows("SELECT id, state, duplicate_of FROM ingest_jobs ORDER BY id"),
+        ["(1,done,)", "(2,failed,)", "(3,skipped,1)", "(4,done,)"]
+    );
+    for job in [1, 4] {
+        assert!(
+            run.stdout.contains(&format!("\"job\": {job}, \"file\""))
+                && run
+                    .stdout
+                    .lines()
+                    .any(|l| l.contains(&format!("\"job\": {job},"))
+                        && l.contains("\"state\": \"done\"")),
+            "no done event for job {job}: {}",
+            run.stdout
+        );
+    }
+    assert_eq!(committed(&db), 5000);
+    assert_eq!(
+        db.rows("SELECT parent, first_job, last_job, trips FROM trip_pieces ORDER BY 1"),
+        ["(trip_cells,1,4,5000)", "(trip_rows,1,4,5000)"]
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM regions WHERE name = 'Nowhere'"),
+        0
+    );
+    // Every tally holds the trips of the two files done, counted once.
+    for tally in [
+        "SELECT sum(trips)::bigint FROM region_weeks",
+        "SELECT sum(trips)::bigint FROM region_datasource_stats",
+        "SELECT sum(trips)::bigint FROM trip_cells WHERE side = 2 AND level = 2",
+    ] {
+        assert_eq!(db.count(tally), 5000, "{tally}");
+    }
+    assert_eq!(
+        db.rows("SELECT region_id, trip_week(departed_at) AS w, count(*) FROM trip_rows GROUP BY 1, 2 ORDER BY 1, 2"),
+        db.rows("SELECT region_id, week, trips FROM region_weeks ORDER BY 1, 2")
+    );
+}
+
+/// A loader killed while its batch is open (the first file read and marked done, the second loading)
+/// commits none of the batch: every job of it ends failed, nothing is stored.
+#[test]
+fn a_loader_killed_in_the_middle_of_a_batch_commits_none_of_it() {
+    let db = test_db!("batch_killed");
+    let files = [
+        db.generate(2000, 1),
+        db.generate(200_000, 2),
+        db.generate(1000, 3),
+    ];
+    db.trips(&["migrate"]).ok();
+    let mut child = db
+        .command(&[
+            "ingest",
+            "--progress-rows",
+            "1000",
+            &files[0],
+            &files[1],
+            &files[2],
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while db
+        .count("SELECT count(*) FROM ingest_jobs WHERE id = 2 AND state = 'loading' AND rows > 0")
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second file never showed progress"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        db.rows("SELECT id, state FROM ingest_jobs ORDER BY id"),
+        ["(1,finishing)", "(2,loading)", "(3,queued)"]
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let run = db.trips(&["migrate"]).ok();
+    assert!(
+        run.stderr
+            .contains("marked 3 abandoned ingest job(s) as failed"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(committed(&db), 0);
+    assert_eq!(db.count("SELECT count(*) FROM trip_pieces"), 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_class WHERE relname ~ '^(trip_rows|trip_cells)_j'"),
+        0
+    );
+    // Loading them again loads them whole.
+    let mut args = vec!["ingest"];
+    args.extend(files.iter().map(String::as_str));
+    db.trips(&args).ok();
+    assert_eq!(committed(&db), 203_000);
+}

@@ -72,7 +72,9 @@ fn a_loader_login_ingests_and_watches_and_can_change_nothing_else() {
         assert_denied(&mut c, sql);
     }
     // The owner's functions check what they are asked to do: job 1 is done, not loading.
-    let e = db_error(&mut c, "SELECT ingest_begin(1)");
+    let e = db_error(&mut c, "SELECT ingest_begin(1, 1)");
+    assert!(e.message().contains("are not being loaded"), "{e}");
+    let e = db_error(&mut c, "SELECT ingest_job_done(1, 'x', 0, 0)");
     assert!(e.message().contains("is not being loaded"), "{e}");
     let refresh = db.trips_with(&loader.url, &["refresh"]);
     assert_eq!(refresh.code, 3);
@@ -123,9 +125,10 @@ fn a_reader_login_queries_and_is_refused_every_write() {
         "DROP TABLE trip_rows",
         "DROP VIEW trips",
         "ALTER TABLE regions RENAME TO r",
-        "SELECT ingest_job_open('x', 0, false)",
-        "SELECT ingest_begin(1)",
-        "SELECT ingest_finish(1, 'x', 0, 0, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')",
+        "SELECT ingest_jobs_open('{x}', '{0}', false)",
+        "SELECT ingest_begin(1, 1)",
+        "SELECT ingest_job_done(1, 'x', 0, 0)",
+        "SELECT ingest_finish(1, 1, 0, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')",
         "SELECT rebuild_rollups()",
         "SELECT * FROM trip_merge_step()",
         "CALL trips_merge()",

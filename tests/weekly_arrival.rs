@@ -86,29 +86,37 @@ fn split_csv(db: &TestDb, csv: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// Loads `csv` cut into `files` files, not merged, with the ingest options `extra`; later merges take ten
-/// pieces at a time.
+/// Loads `csv` cut into `files` files, each in its own transaction (so each its own piece), not merged,
+/// with the ingest options `extra`; later merges take ten pieces at a time.
 fn load_unmerged(db: &TestDb, csv: &str, files: usize, extra: &[&str]) {
     db.merge_fan_in(10);
     let parts = split_csv(db, csv, files);
-    let mut args = vec!["ingest", "--no-compact"];
+    let mut args = vec!["ingest", "--no-compact", "--batch-mib", "0"];
     args.extend(extra);
     args.extend(parts.iter().map(String::as_str));
     db.trips(&args).ok();
 }
 
-/// The same trips loaded as one file, and as `files` files that are not merged (merged ten at a time when
-/// they are).
-fn one_file_and_many(tag: &str, csv: &str, files: usize) -> (TestDb, TestDb) {
+/// The same trips loaded as one file; as `files` files, each its own piece, not merged (merged ten at a
+/// time when they are); and as the same files loaded together, in one transaction (one piece).
+fn one_file_and_many(tag: &str, csv: &str, files: usize) -> (TestDb, TestDb, TestDb) {
     let one = TestDb::new(&format!("{tag}_one"));
     one.trips(&["ingest", &one.file("all.csv", csv)]).ok();
     let many = TestDb::new(&format!("{tag}_many"));
     load_unmerged(&many, csv, files, &["--tally-limit", "300"]);
+    let count_pieces = "SELECT count(*) FROM trip_pieces WHERE parent = 'trip_rows'";
+    assert_eq!(many.count(count_pieces), files as i64);
+    let together = TestDb::new(&format!("{tag}_together"));
+    let parts = split_csv(&together, csv, files);
+    let mut args = vec!["ingest", "--tally-limit", "300"];
+    args.extend(parts.iter().map(String::as_str));
+    together.trips(&args).ok();
+    assert_eq!(together.count(count_pieces), 1);
     assert_eq!(
-        many.count("SELECT count(*) FROM trip_pieces WHERE parent = 'trip_rows'"),
+        together.count("SELECT count(*) FROM ingest_jobs WHERE state = 'done'"),
         files as i64
     );
-    (one, many)
+    (one, many, together)
 }
 
 /// Waits (up to `tries` x 50 ms) until no backend runs trip_merge_step: a killed `trips compact`'s merge has
@@ -146,9 +154,10 @@ fn boxes_count_crowded_cells_exactly_from_one_file_or_many_before_and_after_merg
     if !common::have_cluster() {
         return;
     }
-    let (one, many) = one_file_and_many("weekly_crowded", &csv, 12);
+    let (one, many, together) = one_file_and_many("weekly_crowded", &csv, 12);
     let answers = check(&one, "one file");
     assert_eq!(check(&many, "twelve files"), answers);
+    assert_eq!(check(&together, "twelve files in one transaction"), answers);
     // Merged by hand (the loader was told not to): fewer pieces, the same answers.
     let before = pieces(&many);
     let run = many.trips(&["compact"]).ok();
@@ -274,9 +283,13 @@ fn both_and_either_are_exact_from_one_file_or_many_before_and_after_merges() {
     if !common::have_cluster() {
         return;
     }
-    let (one, many) = one_file_and_many("weekly_pairs", &csv, 20);
+    let (one, many, together) = one_file_and_many("weekly_pairs", &csv, 20);
     let expected = answers(&one, "one file");
     assert_eq!(answers(&many, "twenty files"), expected);
+    assert_eq!(
+        answers(&together, "twenty files in one transaction"),
+        expected
+    );
     many.trips(&["compact"]).ok();
     assert_eq!(answers(&many, "twenty files, merged"), expected);
 }

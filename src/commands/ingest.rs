@@ -1,5 +1,6 @@
-//! `trips ingest`: files handed out to -j workers, each loading one file after another on its own two
-//! connections (ingest/), telling each outcome, connecting again after a lost connection.
+//! `trips ingest`: files handed out to -j workers, each loading one file (or one batch of small files)
+//! after another on its own two connections (ingest/), telling each outcome, connecting again after a lost
+//! connection.
 
 use super::compact::merge;
 use crate::error::{EXIT_FILE_FAILED, usage};
@@ -7,6 +8,7 @@ use crate::ingest::{self, Outcome};
 use crate::{QUIET, cli, db, progress, status};
 use anyhow::{Context, Result};
 use std::process::ExitCode;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -38,7 +40,8 @@ pub fn run(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
     }
     let queue = Queue {
         files: &args.files,
-        next: AtomicUsize::new(0),
+        next: Mutex::new(0),
+        batch_bytes: args.batch_mib.saturating_mul(1 << 20),
     };
     let failed = AtomicUsize::new(0);
     // Each worker takes the next file not yet taken, with connections of its own, until none is left.
@@ -62,22 +65,56 @@ pub fn run(url: &str, args: &cli::IngestArgs) -> Result<ExitCode> {
     })
 }
 
-/// The files of one `trips ingest`, handed out one at a time to its workers.
+/// The files of one `trips ingest`, handed out to its workers one at a time, or as batches of small
+/// files that are loaded in one transaction (ingest/mod.rs).
 struct Queue<'a> {
     files: &'a [String],
-    next: AtomicUsize,
+    next: Mutex<usize>,
+    /// The most bytes on disk of a batch; 0: no batches.
+    batch_bytes: u64,
 }
 
+/// The most files in a batch: each holds a session lock and shows as `queued` until its turn.
+const BATCH_FILES: usize = 200;
+
 impl Queue<'_> {
-    fn take(&self) -> Option<&str> {
-        self.files
-            .get(self.next.fetch_add(1, Ordering::Relaxed))
-            .map(String::as_str)
+    /// The next file, with the files after it that fit in its batch (with their sizes): a file goes
+    /// alone (no size) if it is standard input, not a file that can be read, or larger than a batch.
+    fn take(&self) -> Vec<(&str, Option<u64>)> {
+        let mut next = self.next.lock().expect("the queue's lock");
+        let mut batch: Vec<(&str, Option<u64>)> = Vec::new();
+        let mut bytes = 0;
+        while let Some(file) = self.files.get(*next) {
+            let size = self.batchable_size(file);
+            let fits = match size {
+                Some(size) => batch.len() < BATCH_FILES && bytes + size <= self.batch_bytes,
+                None => false,
+            };
+            if !batch.is_empty() && !fits {
+                break;
+            }
+            *next += 1;
+            batch.push((file, size));
+            bytes += size.unwrap_or(0);
+            if !fits {
+                break; // a file alone
+            }
+        }
+        batch
+    }
+
+    fn batchable_size(&self, file: &str) -> Option<u64> {
+        if self.batch_bytes == 0 || file == "-" {
+            return None;
+        }
+        let meta = std::fs::metadata(file).ok().filter(|m| m.is_file())?;
+        Some(meta.len()).filter(|&size| size <= self.batch_bytes)
     }
 
     /// The files no worker has taken yet; none will be.
     fn give_up(&self) -> Vec<&str> {
-        let from = self.next.swap(self.files.len(), Ordering::Relaxed);
+        let mut next = self.next.lock().expect("the queue's lock");
+        let from = std::mem::replace(&mut *next, self.files.len());
         self.files
             .get(from..)
             .unwrap_or_default()
@@ -87,7 +124,8 @@ impl Queue<'_> {
     }
 }
 
-/// Loads files from the queue one after another on its own two connections, and tells each outcome.
+/// Loads files (or batches of them) from the queue one after another on its own two connections, and
+/// tells each outcome.
 fn ingest_worker(
     url: &str,
     args: &cli::IngestArgs,
@@ -96,61 +134,54 @@ fn ingest_worker(
     queue: &Queue,
     failed: &AtomicUsize,
 ) -> Result<()> {
-    let Some(mut file) = queue.take() else {
+    let mut files = queue.take();
+    if files.is_empty() {
         return Ok(());
-    };
+    }
     let (mut control, mut load) = ingest_connections(url)?;
     let mut printer = status::Printer::for_ingest(args.json, draw);
     loop {
-        match ingest::ingest_file(&mut control, &mut load, file, opts, &mut printer)? {
-            Outcome::Loaded {
-                job,
-                rows,
-                rejected,
-                rejects_file,
-                seconds,
-            } => {
-                let rejects = match rejects_file {
-                    Some(p) => format!(", {rejected} rejected (see {})", p.display()),
-                    None => String::new(),
-                };
-                say!(
-                    "loaded {file}: {rows} trips in {seconds:.2} s ({:.0} rows/s){rejects} [job {job}]",
-                    rows as f64 / seconds.max(1e-9)
-                );
-                if !args.no_compact {
-                    // The trips are committed and visible: a failed merge loses nothing and changes no
-                    // answer, so it is reported and the load still counts as done.
-                    if let Err(e) = merge(&mut load, None) {
-                        progress::above(|| {
-                            eprintln!(
-                                "warning: job {job} is loaded, but merging pieces failed (answers are the \
-                             same; `trips compact` tries again): {}",
-                                crate::redact::redact(&format!("{e:#}"))
-                            )
-                        });
-                    }
-                }
-            }
-            Outcome::Skipped { job, earlier } => say!(
-                "skipped {file}: this content was already loaded by job {earlier} (use --force to load it again) [job {job}]"
-            ),
-            Outcome::Failed { job, error } => {
-                failed.fetch_add(1, Ordering::Relaxed);
-                let job = job.map(|j| format!(" [job {j}]")).unwrap_or_default();
-                // A job's error was redacted where it is stored (ingest/mod.rs); opening a file names only the file.
-                progress::above(|| eprintln!("error: failed to load {file}{job}: {error}"));
+        let outcomes = if let [(file, _)] = files[..] {
+            vec![ingest::ingest_file(
+                &mut control,
+                &mut load,
+                file,
+                opts,
+                &mut printer,
+            )?]
+        } else {
+            let sized: Vec<(&str, u64)> = files.iter().map(|&(f, s)| (f, s.unwrap_or(0))).collect();
+            ingest::ingest_batch(&mut control, &mut load, &sized, opts, &mut printer)?
+        };
+        let mut loaded = None;
+        for (&(file, _), outcome) in files.iter().zip(outcomes) {
+            loaded = tell(file, outcome, failed).or(loaded);
+        }
+        if let Some(job) = loaded
+            && !args.no_compact
+        {
+            // The trips are committed and visible: a failed merge loses nothing and changes no answer,
+            // so it is reported and the load still counts as done.
+            if let Err(e) = merge(&mut load, None) {
+                progress::above(|| {
+                    eprintln!(
+                        "warning: job {job} is loaded, but merging pieces failed (answers are the same; \
+                         `trips compact` tries again): {}",
+                        crate::redact::redact(&format!("{e:#}"))
+                    )
+                });
             }
         }
-        let Some(next) = queue.take() else {
+        let next = queue.take();
+        if next.is_empty() {
             return Ok(());
-        };
+        }
         if control.is_closed() || load.is_closed() {
-            // A lost connection failed the file it was loading; the next waits for the database.
-            let lost = anyhow::anyhow!("while loading {file}");
+            // A lost connection failed the files it was loading; the next wait for the database.
+            let lost = anyhow::anyhow!("while loading {}", files[files.len() - 1].0);
             (control, load) = db::reconnect(&lost, Some(RECONNECT_FOR), || ingest_connections(url))
                 .with_context(|| {
-                    let mut left = vec![next];
+                    let mut left: Vec<&str> = next.iter().map(|&(f, _)| f).collect();
                     left.extend(queue.give_up());
                     format!(
                         "while connecting again after a lost connection; not loaded: {}",
@@ -158,8 +189,41 @@ fn ingest_worker(
                     )
                 })?;
         }
-        file = next;
+        files = next;
     }
+}
+
+/// Tells the outcome of a file; returns its job if it was loaded.
+fn tell(file: &str, outcome: Outcome, failed: &AtomicUsize) -> Option<i32> {
+    match outcome {
+        Outcome::Loaded {
+            job,
+            rows,
+            rejected,
+            rejects_file,
+            seconds,
+        } => {
+            let rejects = match rejects_file {
+                Some(p) => format!(", {rejected} rejected (see {})", p.display()),
+                None => String::new(),
+            };
+            say!(
+                "loaded {file}: {rows} trips in {seconds:.2} s ({:.0} rows/s){rejects} [job {job}]",
+                rows as f64 / seconds.max(1e-9)
+            );
+            return Some(job);
+        }
+        Outcome::Skipped { job, earlier } => say!(
+            "skipped {file}: this content was already loaded by job {earlier} (use --force to load it again) [job {job}]"
+        ),
+        Outcome::Failed { job, error } => {
+            failed.fetch_add(1, Ordering::Relaxed);
+            let job = job.map(|j| format!(" [job {j}]")).unwrap_or_default();
+            // A job's error was redacted where it is stored (ingest/mod.rs); opening a file names only the file.
+            progress::above(|| eprintln!("error: failed to load {file}{job}: {error}"));
+        }
+    }
+    None
 }
 
 /// The most memory this process has held resident (VmHWM, Linux), in bytes.

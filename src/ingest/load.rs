@@ -1,5 +1,6 @@
-//! The file's one transaction: its pieces made, every record read, validated and COPYed, the tallies sent,
-//! and `ingest_finish` run, which commits the file with its job's `done` (db/007_pieces.sql).
+//! One file in its batch's transaction: every record read, validated and COPYed into the batch's piece,
+//! counted, and its job marked done by `ingest_job_done` (db/007_pieces.sql); the batch (mod.rs) sends the
+//! counts and commits.
 
 use super::names::{self, Dim, Names};
 use super::rejects::{Rejects, open_rejects};
@@ -12,31 +13,44 @@ use crate::status::{Printer, human_bytes};
 use anyhow::{Context, Result, anyhow};
 use csv::ByteRecord;
 use postgres::Client;
+use std::ops::RangeInclusive;
 use std::time::Instant;
 
 /// The CSV parser's buffer.
 const CSV_BUFFER: usize = 1 << 18;
 
-/// The job's pieces (db/007_pieces.sql), attached as partitions when the load finishes.
-struct Pieces {
-    trips: String,
-    cells: String,
+/// The batch's pieces (db/007_pieces.sql), attached as partitions when the batch finishes.
+pub(super) struct Pieces {
+    pub trips: String,
+    pub cells: String,
+    /// The batch's first job: the cell tally's rows carry it (trip_cells.job_id).
+    pub first_job: i32,
+    /// Rows may be written frozen: the tables were made in the current (sub)transaction.
+    pub freeze: bool,
+}
+
+/// How a file ended in its batch's transaction.
+pub(super) enum Read {
+    /// Its rows are sent and its job is marked done, to be committed with the batch; what it counted.
+    Done(Tallies),
+    /// A done job already holds this content: that job, and the content's hash.
+    Duplicate(i32, String),
 }
 
 pub struct Loader<'a> {
     control: &'a mut Client,
     printer: &'a mut Printer,
     job: i32,
+    /// The jobs of the batch this file is part of.
+    batch: RangeInclusive<i32>,
     opts: &'a Options,
     name: &'a str,
     pub(super) rows: i64,
     pub(super) rejected: i64,
-    names: Names,
+    names: &'a mut Names,
     pub(super) rejects: Option<Rejects>,
     last_progress: Instant,
     bytes_read: std::rc::Rc<std::cell::Cell<u64>>,
-    /// Set when COMMIT is sent: a connection lost after that leaves the outcome unknown.
-    pub(super) committing: bool,
 }
 
 impl<'a> Loader<'a> {
@@ -44,6 +58,8 @@ impl<'a> Loader<'a> {
         control: &'a mut Client,
         printer: &'a mut Printer,
         job: i32,
+        batch: RangeInclusive<i32>,
+        names: &'a mut Names,
         opts: &'a Options,
         name: &'a str,
         input: &Input,
@@ -52,34 +68,28 @@ impl<'a> Loader<'a> {
             control,
             printer,
             job,
+            batch,
             opts,
             name,
             rows: 0,
             rejected: 0,
-            names: Names::default(),
+            names,
             rejects: None,
             last_progress: Instant::now(),
             bytes_read: input.bytes_read.clone(),
-            committing: false,
         }
     }
 
-    /// Runs the file's transaction. Returns `Some((earlier job, sha))` when the content was already loaded
-    /// (the transaction is then rolled back), `None` when the file's trips are committed.
+    /// Loads the file into the batch's pieces within `tx` (the batch's transaction, or the file's savepoint
+    /// in it). The cell tally is sent here only when it outgrows --tally-limit; the rest goes back to the
+    /// batch with the other counts.
     pub(super) fn load(
         &mut self,
-        load: &mut Client,
+        tx: &mut postgres::Transaction<'_>,
+        pieces: &Pieces,
         input: Input,
-    ) -> Result<Option<(i32, String)>> {
-        let mut tx = load.transaction()?;
-        let begun = tx
-            .query_one("SELECT trips, cells FROM ingest_begin($1)", &[&self.job])
-            .context("while creating the job's tables")?;
-        let tables = Pieces {
-            trips: begun.get(0),
-            cells: begun.get(1),
-        };
-        let mut copy = copy_into(&mut tx, &tables.trips, true)?;
+    ) -> Result<Read> {
+        let mut copy = copy_into(tx, &pieces.trips, pieces.freeze)?;
         let mut records = Records::new(self.name, input);
         let mut record = ByteRecord::new();
         let layout = self.header(&mut records, &mut record)?;
@@ -112,9 +122,9 @@ impl<'a> Loader<'a> {
                         rows.finish(&mut copy)
                             .context("while sending rows to the database")?;
                         copy.finish().context("while finishing the COPY")?;
-                        self.copy_cells(&mut tx, &tables, &mut tallies)?;
+                        send_cells(tx, pieces, &mut tallies)?;
                         rows = RowEncoder::new();
-                        copy = copy_into(&mut tx, &tables.trips, true)?;
+                        copy = copy_into(tx, &pieces.trips, pieces.freeze)?;
                     }
                 }
                 Err(invalid) => self.refuse(&layout, &record, invalid)?,
@@ -126,21 +136,13 @@ impl<'a> Loader<'a> {
         rows.finish(&mut copy)
             .context("while sending rows to the database")?;
         copy.finish().context("while finishing the COPY")?;
-        self.copy_cells(&mut tx, &tables, &mut tallies)?;
         self.check_something_loaded()?;
         self.progress("finishing")?;
         let sha = records.sha256_hex();
-        match self.finish(&mut tx, &sha, &tallies)? {
-            Some(earlier) => {
-                tx.rollback()?;
-                Ok(Some((earlier, sha)))
-            }
-            None => {
-                self.committing = true;
-                tx.commit().context("while committing the trips")?;
-                Ok(None)
-            }
-        }
+        Ok(match self.job_done(tx, &sha)? {
+            Some(earlier) => Read::Duplicate(earlier, sha),
+            None => Read::Done(tallies),
+        })
     }
 
     /// Reads the header into a layout of the columns, or fails the file.
@@ -198,65 +200,16 @@ impl<'a> Loader<'a> {
         }
     }
 
-    /// ingest_finish (db/007_pieces.sql): the job's pieces attached, the small rollups added, the job done;
-    /// or, if a done job already holds this content, that job's id.
-    fn finish(
-        &self,
-        tx: &mut postgres::Transaction<'_>,
-        sha: &str,
-        tallies: &Tallies,
-    ) -> Result<Option<i32>> {
-        let (s_region, s_source, s_trips, s_first, s_last) = tallies.stats_columns();
-        let (w_region, w_week, w_trips) = tallies.region_week_columns();
+    /// ingest_job_done (db/007_pieces.sql): the job marked done; or, if a done job already holds this
+    /// content, that job's id.
+    fn job_done(&self, tx: &mut postgres::Transaction<'_>, sha: &str) -> Result<Option<i32>> {
         Ok(tx
             .query_one(
-                "SELECT ingest_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                &[
-                    &self.job,
-                    &sha,
-                    &self.rows,
-                    &self.rejected,
-                    &s_region,
-                    &s_source,
-                    &s_trips,
-                    &s_first,
-                    &s_last,
-                    &w_region,
-                    &w_week,
-                    &w_trips,
-                ],
+                "SELECT ingest_job_done($1, $2, $3, $4)",
+                &[&self.job, &sha, &self.rows, &self.rejected],
             )
             .context("while committing the trips")?
             .get(0))
-    }
-
-    /// Sends the cell tally to the database, and empties it. A cell met again later in the file gets
-    /// another row; readers add them up and merges fold them.
-    fn copy_cells(
-        &self,
-        tx: &mut postgres::Transaction<'_>,
-        tables: &Pieces,
-        tallies: &mut Tallies,
-    ) -> Result<()> {
-        let started = Instant::now();
-        let cell_weeks = tallies.cells.0.len();
-        let sending = "while sending the cell tally to the database";
-        let mut copy = copy_into(tx, &tables.cells, true)?;
-        let mut rows = RowEncoder::new();
-        for (key, trips, weeks, week_trips) in tallies.cells.drain_sorted() {
-            rows.cell(self.job, &key, trips, &weeks, &week_trips);
-            if rows.is_full() {
-                rows.write_to(&mut copy).context(sending)?;
-            }
-        }
-        rows.finish(&mut copy).context(sending)?;
-        copy.finish()
-            .context("while finishing the COPY of the cell tally")?;
-        log::debug!(
-            "sent {cell_weeks} cell-weeks in {:.2} s",
-            started.elapsed().as_secs_f64()
-        );
-        Ok(())
     }
 
     /// A bad record: fail the file, or with --skip-invalid write it to the rejects file and go on.
@@ -306,12 +259,40 @@ impl<'a> Loader<'a> {
             )
             .context("while recording progress")?;
         self.last_progress = Instant::now();
-        relay(self.control, self.printer, self.job)?;
+        relay(self.control, self.printer, self.job, &self.batch)?;
         Ok(())
     }
 }
 
-/// Starts a binary COPY; `freeze` for a table created in this transaction (rows are written frozen).
+/// Sends the cell tally into the batch's piece, and empties it. A cell sent again later gets another row;
+/// readers add them up and merges fold them.
+pub(super) fn send_cells(
+    tx: &mut postgres::Transaction<'_>,
+    pieces: &Pieces,
+    tallies: &mut Tallies,
+) -> Result<()> {
+    let started = Instant::now();
+    let cell_weeks = tallies.cells.0.len();
+    let sending = "while sending the cell tally to the database";
+    let mut copy = copy_into(tx, &pieces.cells, pieces.freeze)?;
+    let mut rows = RowEncoder::new();
+    for (key, trips, weeks, week_trips) in tallies.cells.drain_sorted() {
+        rows.cell(pieces.first_job, &key, trips, &weeks, &week_trips);
+        if rows.is_full() {
+            rows.write_to(&mut copy).context(sending)?;
+        }
+    }
+    rows.finish(&mut copy).context(sending)?;
+    copy.finish()
+        .context("while finishing the COPY of the cell tally")?;
+    log::debug!(
+        "sent {cell_weeks} cell-weeks in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Starts a binary COPY; `freeze` for a table created in this (sub)transaction (rows are written frozen).
 fn copy_into<'a>(
     tx: &'a mut postgres::Transaction<'_>,
     table: &str,

@@ -1,16 +1,19 @@
-//! Loading one file as one ingest job: atomic, idempotent, with clear errors for bad records.
+//! Loading files, each as one ingest job: atomic, idempotent, with clear errors for bad records.
 //!
-//! Two connections are used. `control` runs in autocommit: it opens the job (and holds the job's session
-//! lock, see db/003_ingest_jobs.sql), hands out region/datasource keys, and writes progress and failures,
-//! all visible to others at once. `load` runs the file's single transaction (db/007_pieces.sql):
-//! `ingest_begin` makes the job's empty pieces, every valid row is binary-COPYed into the trips' piece, the
-//! tallies counted while streaming (trips per cell and week, per group, per region and week, per region and
-//! datasource) into theirs, and `ingest_finish` indexes and attaches the pieces, adds the small rollups and
-//! marks the job done in the same commit. Any error before that commit rolls the whole file back.
-
+//! Two connections are used. `control` runs in autocommit: it opens the jobs (and holds their session
+//! locks, see db/003_ingest_jobs.sql), hands out region/datasource keys, and writes progress and failures,
+//! all visible to others at once. `load` runs the loading transaction (db/007_pieces.sql): `ingest_begin`
+//! makes the empty pieces of the jobs' range, every valid row is binary-COPYed into the trips' piece, the
+//! tallies counted while streaming (trips per cell and week, per region and week, per region and
+//! datasource) are sent, and `ingest_finish` indexes and attaches the pieces and adds the small rollups;
+//! each file's job is marked done in the same commit.
 //!
-//! The stages, one file each: `load.rs` the transaction and the record loop, `names.rs` the keys of region
-//! and datasource names, `tally.rs` what is counted while streaming, `rejects.rs` the rejects file.
+//! A transaction holds one file, or a batch of small files (`load_batch`), each file in a savepoint of its
+//! own: a file that fails or is a duplicate is rolled back alone, and the others are committed together,
+//! as one piece. Any error of the transaction itself rolls back every file in it.
+//!
+//! The stages, one file each: `load.rs` one file's records, `names.rs` the keys of region and datasource
+//! names, `tally.rs` what is counted while streaming, `rejects.rs` the rejects file.
 
 mod load;
 mod names;
@@ -20,10 +23,13 @@ mod tally;
 use crate::input;
 use crate::status::{self, Printer};
 use anyhow::{Context, Result};
-use load::Loader;
+use load::{Loader, Pieces, Read, send_cells};
+use names::Names;
 use postgres::Client;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use tally::Tallies;
 
 /// The default of `Options::tally_limit` (`trips ingest --tally-limit`, and uploads to `trips serve`).
 pub const TALLY_LIMIT: u64 = 2_000_000;
@@ -102,26 +108,241 @@ pub fn ingest_input(
             });
         }
     };
-    let job = open_job(control, name, input.total_bytes, opts.force)?;
-    opened(job);
-    relay(control, printer, job)?;
-    let started = Instant::now();
-    let mut loader = Loader::new(control, printer, job, opts, name, &input);
-    let result = loader.load(load, input);
-    let ended = Ended {
-        rows: loader.rows,
-        rejected: loader.rejected,
-        rejects_file: loader.rejects.take().map(|r| r.path),
-        committing: loader.committing,
-        seconds: started.elapsed().as_secs_f64(),
+    let source = Source {
+        name,
+        total_bytes: input.total_bytes,
+        input: Some(input),
     };
-    let outcome = record_outcome(control, name, job, result, ended)?;
-    if let Err(e) = close(control, printer, job) {
-        // The outcome stands (it was committed or recorded above); only its echo or the tidying is lost,
-        // and the session's locks go with a lost connection.
-        log::warn!("job {job}: after the file's outcome was recorded: {e:#}");
+    let mut outcomes = load_batch(control, load, vec![source], opts, printer, opened)?;
+    Ok(outcomes.remove(0))
+}
+
+/// Loads small files in one transaction, as one piece (db/007_pieces.sql): each file is still its own
+/// job, committed whole or not at all, but they are done together, when the transaction commits. Each is
+/// opened when its turn comes; the outcomes are in the order of `files`, which come with their sizes.
+pub fn ingest_batch(
+    control: &mut Client,
+    load: &mut Client,
+    files: &[(&str, u64)],
+    opts: &Options,
+    printer: &mut Printer,
+) -> Result<Vec<Outcome>> {
+    let sources = files
+        .iter()
+        .map(|&(name, size)| Source {
+            name,
+            total_bytes: Some(size),
+            input: None,
+        })
+        .collect();
+    load_batch(control, load, sources, opts, printer, |_| {})
+}
+
+/// A file of a transaction: its name, its size when known, and its input if already opened.
+struct Source<'a> {
+    name: &'a str,
+    total_bytes: Option<u64>,
+    input: Option<input::Input>,
+}
+
+/// Opens the jobs of `sources` and loads them in one transaction, each file in a savepoint unless it is
+/// alone (a file alone is written frozen, COPY FREEZE needing the table made in the same subtransaction).
+fn load_batch(
+    control: &mut Client,
+    load: &mut Client,
+    sources: Vec<Source>,
+    opts: &Options,
+    printer: &mut Printer,
+    opened: impl FnOnce(i32),
+) -> Result<Vec<Outcome>> {
+    let jobs = open_jobs(control, &sources, opts.force)?;
+    opened(jobs[0]);
+    let names: Vec<&str> = sources.iter().map(|s| s.name).collect();
+    let batch = jobs[0]..=jobs[jobs.len() - 1];
+    let alone = sources.len() == 1;
+    let mut outcomes: Vec<Option<Outcome>> = jobs.iter().map(|_| None).collect();
+    // The files read whole and marked done in the transaction, waiting for its commit.
+    let mut read: Vec<(usize, Ended)> = Vec::new();
+    let mut committing = false;
+    let result = (|| -> Result<()> {
+        let mut tx = load.transaction()?;
+        let begun = tx
+            .query_one(
+                "SELECT trips, cells FROM ingest_begin($1, $2)",
+                &[batch.start(), batch.end()],
+            )
+            .context("while creating the tables of the new piece")?;
+        let pieces = Pieces {
+            trips: begun.get(0),
+            cells: begun.get(1),
+            first_job: *batch.start(),
+            freeze: alone,
+        };
+        let mut counted = Tallies::new();
+        let mut names = Names::default();
+        for (i, source) in sources.into_iter().enumerate() {
+            let (job, name) = (jobs[i], source.name);
+            printer.end_line();
+            control.execute(
+                "UPDATE ingest_jobs SET state = 'loading' WHERE id = $1",
+                &[&job],
+            )?;
+            relay(control, printer, job, &batch)?;
+            let started = Instant::now();
+            let input = match source.input.map_or_else(|| input::open(name), Ok) {
+                Ok(input) => input,
+                Err(e) => {
+                    let ended = Ended::before_reading();
+                    outcomes[i] = Some(record_failed(control, job, &format!("{e:#}"), ended)?);
+                    continue;
+                }
+            };
+            let mut loader = Loader::new(
+                control,
+                printer,
+                job,
+                batch.clone(),
+                &mut names,
+                opts,
+                name,
+                &input,
+            );
+            let (result, broken) = if alone {
+                (loader.load(&mut tx, &pieces, input), false)
+            } else {
+                let mut savepoint = tx.savepoint("file")?;
+                let result = loader.load(&mut savepoint, &pieces, input);
+                let end = match result {
+                    Ok(Read::Done(_)) => savepoint.commit(),
+                    _ => savepoint.rollback(),
+                };
+                match (result, end) {
+                    (result, Ok(())) => (result, false),
+                    (Err(e), Err(_)) => (Err(e), true),
+                    (Ok(_), Err(e)) => (Err(e).context("while ending the file's savepoint"), true),
+                }
+            };
+            let ended = Ended {
+                rows: loader.rows,
+                rejected: loader.rejected,
+                rejects_file: loader.rejects.take().map(|r| r.path),
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            match result {
+                Ok(Read::Done(tallies)) => {
+                    counted.absorb(tallies);
+                    read.push((i, ended));
+                    if counted.len() >= opts.tally_limit {
+                        send_cells(&mut tx, &pieces, &mut counted)?;
+                    }
+                }
+                Ok(Read::Duplicate(earlier, sha)) => {
+                    outcomes[i] = Some(record_skipped(control, job, earlier, &sha)?);
+                }
+                Err(e) => {
+                    // Redacted before it is stored: job records and notifications never carry a password.
+                    let error = crate::redact::redact(&failure(name, job, false, &e));
+                    outcomes[i] = Some(record_failed(control, job, &error, ended)?);
+                    if broken {
+                        return Err(
+                            e.context(format!("while loading {name}, in the same transaction"))
+                        );
+                    }
+                }
+            }
+        }
+        if read.is_empty() {
+            return Ok(()); // nothing to commit: the transaction rolls back
+        }
+        send_cells(&mut tx, &pieces, &mut counted)?;
+        let loaded: i64 = read.iter().map(|(_, e)| e.rows).sum();
+        finish(&mut tx, &batch, loaded, &counted)?;
+        committing = true;
+        tx.commit().context("while committing the trips")?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            for (i, ended) in read {
+                outcomes[i] = Some(Outcome::Loaded {
+                    job: jobs[i],
+                    rows: ended.rows,
+                    rejected: ended.rejected,
+                    rejects_file: ended.rejects_file,
+                    seconds: ended.seconds,
+                });
+            }
+        }
+        Err(e) => {
+            // Every file not yet failed or skipped goes with the transaction.
+            let unread: Vec<(usize, Ended)> = (0..jobs.len())
+                .filter(|&i| outcomes[i].is_none() && !read.iter().any(|(j, _)| *j == i))
+                .map(|i| (i, Ended::before_reading()))
+                .collect();
+            let mut gone = read;
+            gone.extend(unread);
+            for (i, ended) in gone {
+                let error = if alone {
+                    failure(names[i], jobs[i], committing, &e)
+                } else {
+                    batch_failure(names[i], jobs[i], committing, &e)
+                };
+                let error = crate::redact::redact(&error);
+                outcomes[i] = Some(if control.is_closed() {
+                    // The jobs' session locks went with the connection: the next command that connects
+                    // marks them failed (ingest_reap_abandoned).
+                    Outcome::Failed {
+                        job: Some(jobs[i]),
+                        error,
+                    }
+                } else {
+                    record_failed(control, jobs[i], &error, ended)?
+                });
+            }
+        }
     }
-    Ok(outcome)
+    if let Err(e) = close(control, printer, &jobs) {
+        // The outcomes stand (they were committed or recorded above); only their echo or the tidying is
+        // lost, and the session's locks go with a lost connection.
+        log::warn!(
+            "jobs {}..{}: after the outcomes were recorded: {e:#}",
+            batch.start(),
+            batch.end()
+        );
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.expect("every file has an outcome"))
+        .collect())
+}
+
+/// ingest_finish (db/007_pieces.sql): the pieces indexed and attached, the small rollups added.
+fn finish(
+    tx: &mut postgres::Transaction<'_>,
+    batch: &RangeInclusive<i32>,
+    loaded: i64,
+    counted: &Tallies,
+) -> Result<()> {
+    let (s_region, s_source, s_trips, s_first, s_last) = counted.stats_columns();
+    let (w_region, w_week, w_trips) = counted.region_week_columns();
+    tx.execute(
+        "SELECT ingest_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        &[
+            batch.start(),
+            batch.end(),
+            &loaded,
+            &s_region,
+            &s_source,
+            &s_trips,
+            &s_first,
+            &s_last,
+            &w_region,
+            &w_week,
+            &w_trips,
+        ],
+    )
+    .context("while committing the trips")?;
+    Ok(())
 }
 
 /// Where a file's load ended.
@@ -129,75 +350,68 @@ struct Ended {
     rows: i64,
     rejected: i64,
     rejects_file: Option<PathBuf>,
-    /// COMMIT had been sent: a connection lost then leaves the outcome unknown.
-    committing: bool,
     seconds: f64,
 }
 
-/// Turns the result of `Loader::load` into the file's outcome, recording a skip or a failure in the job
-/// (a load records its own `done` in its commit).
-fn record_outcome(
-    control: &mut Client,
-    name: &str,
-    job: i32,
-    result: Result<Option<(i32, String)>>,
-    ended: Ended,
-) -> Result<Outcome> {
-    match result {
-        Ok(None) => Ok(Outcome::Loaded {
-            job,
-            rows: ended.rows,
-            rejected: ended.rejected,
-            rejects_file: ended.rejects_file,
-            seconds: ended.seconds,
-        }),
-        Ok(Some((earlier, sha))) => {
-            control.execute(
-                "UPDATE ingest_jobs
-                    SET state = 'skipped', duplicate_of = $2, content_sha256 = $3, rows = 0, finished_at = now()
-                  WHERE id = $1",
-                &[&job, &earlier, &sha],
-            )?;
-            Ok(Outcome::Skipped { job, earlier })
-        }
-        Err(e) => {
-            // Redacted before it is stored: job records and notifications never carry a password.
-            let error = crate::redact::redact(&failure(name, job, ended.committing, &e));
-            if !control.is_closed() {
-                record_failure(
-                    control,
-                    job,
-                    &error,
-                    ended.rejected,
-                    ended.rejects_file.as_deref(),
-                )?;
-            }
-            // Otherwise the job's session lock went with the connection: the next command that connects
-            // marks the job failed (ingest_reap_abandoned).
-            Ok(Outcome::Failed {
-                job: Some(job),
-                error,
-            })
+impl Ended {
+    fn before_reading() -> Ended {
+        Ended {
+            rows: 0,
+            rejected: 0,
+            rejects_file: None,
+            seconds: 0.0,
         }
     }
 }
 
-/// Opens the job of a file (its row and session locks, ingest_job_open in db/003_ingest_jobs.sql) and
-/// marks it loading.
-fn open_job(control: &mut Client, name: &str, size: Option<u64>, force: bool) -> Result<i32> {
-    let total_bytes = size.map(|b| b as i64);
-    let job: i32 = control
-        .query_one(
-            "SELECT ingest_job_open($1, $2, $3)",
-            &[&name, &total_bytes, &force],
-        )
-        .context("while recording the ingest job")?
-        .get(0);
+/// Records a skipped job: its content was loaded by `earlier`.
+fn record_skipped(control: &mut Client, job: i32, earlier: i32, sha: &str) -> Result<Outcome> {
     control.execute(
-        "UPDATE ingest_jobs SET state = 'loading' WHERE id = $1",
-        &[&job],
+        "UPDATE ingest_jobs
+            SET state = 'skipped', duplicate_of = $2, content_sha256 = $3, rows = 0, finished_at = now()
+          WHERE id = $1",
+        &[&job, &earlier, &sha],
     )?;
-    Ok(job)
+    Ok(Outcome::Skipped { job, earlier })
+}
+
+/// Records a failed job, unless the control connection is gone (the job's session lock went with it:
+/// the next command that connects marks the job failed, ingest_reap_abandoned).
+fn record_failed(control: &mut Client, job: i32, error: &str, ended: Ended) -> Result<Outcome> {
+    if !control.is_closed() {
+        record_failure(
+            control,
+            job,
+            error,
+            ended.rejected,
+            ended.rejects_file.as_deref(),
+        )?;
+    }
+    Ok(Outcome::Failed {
+        job: Some(job),
+        error: error.to_string(),
+    })
+}
+
+/// Opens the jobs of the files of one transaction, consecutive (ingest_jobs_open in
+/// db/003_ingest_jobs.sql); they stay queued until their turn comes.
+fn open_jobs(control: &mut Client, sources: &[Source], force: bool) -> Result<Vec<i32>> {
+    let names: Vec<&str> = sources.iter().map(|s| s.name).collect();
+    let sizes: Vec<Option<i64>> = sources
+        .iter()
+        .map(|s| s.total_bytes.map(|b| b as i64))
+        .collect();
+    let mut jobs: Vec<i32> = control
+        .query(
+            "SELECT ingest_jobs_open($1, $2, $3)",
+            &[&names, &sizes, &force],
+        )
+        .context("while recording the ingest jobs")?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    jobs.sort_unstable();
+    Ok(jobs)
 }
 
 /// Records a failed job: its error, and the rejects file it leaves, if any.
@@ -219,28 +433,37 @@ fn record_failure(
     Ok(())
 }
 
-/// Shows the job's last events, then releases the job (ingest_job_close in db/007_pieces.sql).
-fn close(control: &mut Client, printer: &mut Printer, job: i32) -> Result<()> {
-    // The final event: `done` is sent when the loading transaction commits, on another connection, so it
-    // may still be on its way; the others were sent by the statements above.
+/// Shows the jobs' last events, then releases the jobs (ingest_job_close in db/007_pieces.sql).
+fn close(control: &mut Client, printer: &mut Printer, jobs: &[i32]) -> Result<()> {
+    // The final events: `done` is sent when the loading transaction commits, on another connection, so
+    // they may still be on their way; the others were sent by the statements above.
+    let batch = jobs[0]..=jobs[jobs.len() - 1];
+    let last = *batch.end();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !relay(control, printer, job)? && Instant::now() < deadline {
+    let mut waiting: Vec<i32> = jobs.to_vec();
+    loop {
+        let finals = relay(control, printer, last, &batch)?;
+        waiting.retain(|j| !finals.contains(j));
+        if waiting.is_empty() || Instant::now() >= deadline {
+            break;
+        }
         if let Some((raw, event)) = status::next(control, deadline - Instant::now())?
-            && event.job == job
+            && show(printer, &raw, &event, last, &batch)
         {
-            show(printer, &raw, &event);
-            if event.is_final() {
-                break;
-            }
+            waiting.retain(|&j| j != event.job);
         }
     }
     printer.end_line();
-    let forgotten: i32 = control
-        .query_one("SELECT ingest_job_close($1)", &[&job])
-        .context("while closing the job")?
-        .get(0);
-    if forgotten > 0 {
-        log::debug!("forgot {forgotten} region or datasource name(s) that no committed trip uses");
+    for &job in jobs {
+        let forgotten: i32 = control
+            .query_one("SELECT ingest_job_close($1)", &[&job])
+            .context("while closing the job")?
+            .get(0);
+        if forgotten > 0 {
+            log::debug!(
+                "forgot {forgotten} region or datasource name(s) that no committed trip uses"
+            );
+        }
     }
     Ok(())
 }
@@ -265,6 +488,18 @@ fn failure(name: &str, job: i32, committing: bool, e: &anyhow::Error) -> String 
     format!("{name}: the connection to the database was lost ({e:#}). {outcome}")
 }
 
+/// The message of a file of a batch whose transaction failed (not the file itself): told as `failure` tells
+/// a lost connection, or with the error of the transaction.
+fn batch_failure(name: &str, job: i32, committing: bool, e: &anyhow::Error) -> String {
+    if connection_lost(e) {
+        return failure(name, job, committing, e);
+    }
+    format!(
+        "{name}: not committed: it was loaded in one transaction with other small files, and that \
+         transaction failed ({e:#}). Nothing of this file was committed; load it again"
+    )
+}
+
 /// True if the error chain holds a lost connection: closed, reset, or ended by the server (shutdown,
 /// restart, pg_terminate_backend: SQLSTATE class 57P).
 pub fn connection_lost(e: &anyhow::Error) -> bool {
@@ -277,22 +512,39 @@ pub fn connection_lost(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Shows the events of `job` received so far on `control`; true if the job's final event was among them.
-fn relay(control: &mut Client, printer: &mut Printer, job: i32) -> Result<bool> {
-    let mut final_seen = false;
+/// Shows the events received so far on `control` (see `show`); returns the jobs of `batch` whose final
+/// event was among them.
+fn relay(
+    control: &mut Client,
+    printer: &mut Printer,
+    job: i32,
+    batch: &RangeInclusive<i32>,
+) -> Result<Vec<i32>> {
+    let mut finals = Vec::new();
     for (raw, event) in status::pending(control)? {
-        if event.job == job {
-            show(printer, &raw, &event);
-            final_seen |= event.is_final();
+        if show(printer, &raw, &event, job, batch) {
+            finals.push(event.job);
         }
     }
-    Ok(final_seen)
+    Ok(finals)
 }
 
-/// The final state is told by the summary line of `trips ingest`; JSON output gets every event.
-fn show(printer: &mut Printer, raw: &str, event: &status::Event) {
-    if !event.is_final() || printer.is_json() {
+/// Shows an event of the file being loaded (`job`); JSON output gets every event of the batch's jobs. The
+/// final state is told by the summary line of `trips ingest`. True if it is the final event of one of the
+/// batch's jobs.
+fn show(
+    printer: &mut Printer,
+    raw: &str,
+    event: &status::Event,
+    job: i32,
+    batch: &RangeInclusive<i32>,
+) -> bool {
+    if !batch.contains(&event.job) {
+        return false;
+    }
+    if printer.is_json() || (event.job == job && !event.is_final()) {
         // The file loads whatever happens to its output (a closed pipe, say).
         let _ = printer.show(raw, event);
     }
+    event.is_final()
 }

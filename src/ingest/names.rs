@@ -1,5 +1,6 @@
 //! Region and datasource names: each is stored once, with a 2-byte key that the trip rows carry
-//! (db/002_names.sql). The loader asks for a name's key once per file.
+//! (db/002_names.sql). The loader asks for a name's key once per transaction (a file, or a batch of them):
+//! no name is removed while a loader's jobs are open (forget_unused_names, db/007_pieces.sql).
 
 use crate::parse::{self, Layout};
 use anyhow::{Result, anyhow};
@@ -7,7 +8,8 @@ use csv::ByteRecord;
 use postgres::Client;
 use rustc_hash::FxHashMap as HashMap;
 
-/// Keys of region and datasource names met so far in this file, so the database is asked once per name.
+/// Keys of region and datasource names met so far in this transaction, so the database is asked once per
+/// name.
 #[derive(Default)]
 pub struct Names {
     regions: HashMap<String, i16>,

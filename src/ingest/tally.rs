@@ -36,6 +36,19 @@ impl Tallies {
         *self.region_weeks.entry((region, week)).or_default() += 1;
     }
 
+    /// Adds another file's counts to these (the files of a batch: src/ingest/mod.rs).
+    pub fn absorb(&mut self, other: Tallies) {
+        for (key, (n, first, last)) in other.stats.0 {
+            self.stats.add_many(key, n, first, last);
+        }
+        for (key, n) in other.region_weeks {
+            *self.region_weeks.entry(key).or_default() += n;
+        }
+        for (key, n) in other.cells.0 {
+            *self.cells.0.entry(key).or_default() += n;
+        }
+    }
+
     /// Entries held by the tally that is sent whenever large.
     pub fn len(&self) -> usize {
         self.cells.0.len()
@@ -71,10 +84,15 @@ impl<K: std::hash::Hash + Eq> Tally<K> {
     }
 
     pub fn add(&mut self, key: K, departed_at: i64) {
-        let e = self.0.entry(key).or_insert((0, departed_at, departed_at));
-        e.0 += 1;
-        e.1 = e.1.min(departed_at);
-        e.2 = e.2.max(departed_at);
+        self.add_many(key, 1, departed_at, departed_at);
+    }
+
+    /// Counts `n` trips departing from `first` to `last`.
+    pub fn add_many(&mut self, key: K, n: i64, first: i64, last: i64) {
+        let e = self.0.entry(key).or_insert((0, first, last));
+        e.0 += n;
+        e.1 = e.1.min(first);
+        e.2 = e.2.max(last);
     }
 
     /// The keys, and the counts, firsts and lasts as parallel columns.
