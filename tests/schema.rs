@@ -114,3 +114,25 @@ fn each_function_is_defined_once_and_db_readme_names_every_file_and_function() {
         );
     }
 }
+
+/// autovacuum's ANALYZE and pg_restore evaluate index expressions with an empty search_path: the trips'
+/// indexes (on trip_cell()) must be computable there, or a restore fails and autovacuum never gives the
+/// trips statistics.
+#[test]
+fn the_cell_indexes_work_with_an_empty_search_path() {
+    let db = test_db!("empty_search_path");
+    db.trips(&["ingest", sample().to_str().unwrap()]).ok();
+    let mut c = db.client();
+    c.batch_execute(
+        "SET search_path = ''; ANALYZE public.trip_rows_j1; REINDEX TABLE public.trip_rows_j1",
+    )
+    .unwrap();
+    let stats: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_stats WHERE tablename LIKE 'trip_rows_j1_%cell%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stats, 2, "both cell indexes analyzed");
+}
