@@ -62,7 +62,6 @@ impl<'a> Loader<'a> {
         names: &'a mut Names,
         opts: &'a Options,
         name: &'a str,
-        input: &Input,
     ) -> Loader<'a> {
         Loader {
             control,
@@ -76,7 +75,7 @@ impl<'a> Loader<'a> {
             names,
             rejects: None,
             last_progress: Instant::now(),
-            bytes_read: input.bytes_read.clone(),
+            bytes_read: Default::default(),
         }
     }
 
@@ -89,6 +88,7 @@ impl<'a> Loader<'a> {
         pieces: &Pieces,
         input: Input,
     ) -> Result<Read> {
+        self.bytes_read = input.bytes_read.clone();
         let mut copy = copy_into(tx, &pieces.trips, pieces.freeze)?;
         let mut records = Records::new(self.name, input);
         let mut record = ByteRecord::new();

@@ -197,16 +197,8 @@ fn load_batch(
                     continue;
                 }
             };
-            let mut loader = Loader::new(
-                control,
-                printer,
-                job,
-                batch.clone(),
-                &mut names,
-                opts,
-                name,
-                &input,
-            );
+            let mut loader =
+                Loader::new(control, printer, job, batch.clone(), &mut names, opts, name);
             let (result, broken) = if alone {
                 (loader.load(&mut tx, &pieces, input), false)
             } else {
