@@ -598,3 +598,51 @@ fn a_loader_killed_in_the_middle_of_a_batch_commits_none_of_it() {
     db.trips(&args).ok();
     assert_eq!(committed(&db), 203_000);
 }
+
+/// Two loaders, each loading its small files in batches (and one of them with two workers), at the same
+/// time: every batch gets consecutive jobs of its own, so the pieces' ranges never overlap, and the totals
+/// are exact.
+#[test]
+fn concurrent_batches_get_ranges_of_their_own() {
+    let db = test_db!("concurrent_batches");
+    db.trips(&["migrate"]).ok();
+    let files: Vec<String> = (1..=12).map(|seed| db.generate(2_000, seed)).collect();
+    let (a, b) = files.split_at(6);
+    let spawn = |extra: &[&str], part: &[String]| {
+        let mut args = vec!["ingest"];
+        args.extend(extra);
+        args.extend(part.iter().map(String::as_str));
+        db.command(&args).stderr(Stdio::piped()).spawn().unwrap()
+    };
+    let children = [spawn(&[], a), spawn(&["-j", "2", "--batch-mib", "1"], b)];
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(committed(&db), 24_000);
+    assert_eq!(
+        db.count("SELECT count(*) FROM ingest_jobs WHERE state = 'done'"),
+        12
+    );
+    // Each piece holds the trips of exactly the jobs in its range, and no two ranges overlap.
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM trip_pieces p
+              WHERE p.parent = 'trip_rows'
+                AND p.trips <> (SELECT count(*) FROM trip_rows t WHERE t.job_id BETWEEN p.first_job AND p.last_job)"
+        ),
+        0
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM trip_pieces p JOIN trip_pieces q
+                ON p.parent = q.parent AND p.first_job < q.first_job AND q.first_job <= p.last_job"
+        ),
+        0
+    );
+    assert!(db.count("SELECT count(*) FROM trip_pieces WHERE parent = 'trip_rows'") < 12);
+}
