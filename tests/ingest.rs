@@ -474,8 +474,10 @@ fn small_files_load_together_each_committed_whole_or_not_at_all() {
     let db = test_db!("batch");
     let first = db.generate(3000, 1);
     let again = db.file("again.csv", std::fs::read(&first).unwrap());
+    // 20,000 good records first: more than one COPY write (1 MiB), so rows reach the server before the
+    // bad record fails the file.
     let mut bad = format!("{HEADER}\n");
-    for _ in 0..2000 {
+    for _ in 0..20_000 {
         bad += "Nowhere,POINT (7.67 44.99),POINT (7.72 45.06),2018-05-21 02:54:04,baba_car\n";
     }
     bad += "Nowhere,POINT (7.67 44.99),POINT (7.72 45.06),2018-05-32 02:54:04,baba_car\n";
@@ -494,7 +496,7 @@ fn small_files_load_together_each_committed_whole_or_not_at_all() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr.contains(&format!(
-            "error: failed to load {bad} [job 2]: {bad}:2002: column 4"
+            "error: failed to load {bad} [job 2]: {bad}:20002: column 4"
         )),
         "{}",
         run.stderr
