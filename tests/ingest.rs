@@ -12,6 +12,18 @@ fn committed(db: &TestDb) -> i64 {
     db.count("SELECT count(*) FROM trip_rows")
 }
 
+/// Waits for each loader started with piped stderr, asserting that it succeeded.
+fn wait_for_success(children: impl IntoIterator<Item = std::process::Child>) {
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn sample_loads_whole_and_reads_back_exactly() {
     let db = test_db!("sample");
@@ -413,14 +425,7 @@ fn concurrent_ingests_add_up_and_share_dimensions() {
                 .unwrap()
         })
         .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    wait_for_success(children);
     assert_eq!(committed(&db), 60_000);
     assert_eq!(db.count("SELECT count(*) FROM trips"), 60_000);
     assert_eq!(db.count("SELECT count(*) FROM regions"), 7);
@@ -617,14 +622,7 @@ fn concurrent_batches_get_ranges_of_their_own() {
         db.command(&args).stderr(Stdio::piped()).spawn().unwrap()
     };
     let children = [spawn(&[], a), spawn(&["-j", "2", "--batch-mib", "1"], b)];
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    wait_for_success(children);
     assert_eq!(committed(&db), 24_000);
     assert_eq!(
         db.count("SELECT count(*) FROM ingest_jobs WHERE state = 'done'"),

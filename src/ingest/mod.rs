@@ -280,16 +280,7 @@ fn load_batch(
                     batch_failure(names[i], jobs[i], committing, &e)
                 };
                 let error = crate::redact::redact(&error);
-                outcomes[i] = Some(if control.is_closed() {
-                    // The jobs' session locks went with the connection: the next command that connects
-                    // marks them failed (ingest_reap_abandoned).
-                    Outcome::Failed {
-                        job: Some(jobs[i]),
-                        error,
-                    }
-                } else {
-                    record_failed(control, jobs[i], &error, ended)?
-                });
+                outcomes[i] = Some(record_failed(control, jobs[i], &error, ended)?);
             }
         }
     }
@@ -371,12 +362,13 @@ fn record_skipped(control: &mut Client, job: i32, earlier: i32, sha: &str) -> Re
 /// the next command that connects marks the job failed, ingest_reap_abandoned).
 fn record_failed(control: &mut Client, job: i32, error: &str, ended: Ended) -> Result<Outcome> {
     if !control.is_closed() {
-        record_failure(
-            control,
-            job,
-            error,
-            ended.rejected,
-            ended.rejects_file.as_deref(),
+        let rejects_file = ended.rejects_file.map(|p| p.display().to_string());
+        control.execute(
+            "UPDATE ingest_jobs
+                SET state = 'failed', error = $2, rows = 0, rejected = $3, rejects_file = $4,
+                    finished_at = now()
+              WHERE id = $1",
+            &[&job, &error, &ended.rejected, &rejects_file],
         )?;
     }
     Ok(Outcome::Failed {
@@ -404,25 +396,6 @@ fn open_jobs(control: &mut Client, sources: &[Source], force: bool) -> Result<Ve
         .collect();
     jobs.sort_unstable();
     Ok(jobs)
-}
-
-/// Records a failed job: its error, and the rejects file it leaves, if any.
-fn record_failure(
-    control: &mut Client,
-    job: i32,
-    error: &str,
-    rejected: i64,
-    rejects_file: Option<&std::path::Path>,
-) -> Result<()> {
-    let rejects_file = rejects_file.map(|p| p.display().to_string());
-    control.execute(
-        "UPDATE ingest_jobs
-            SET state = 'failed', error = $2, rows = 0, rejected = $3, rejects_file = $4,
-                finished_at = now()
-          WHERE id = $1",
-        &[&job, &error, &rejected, &rejects_file],
-    )?;
-    Ok(())
 }
 
 /// Shows the jobs' last events, then releases the jobs (ingest_job_close in db/007_pieces.sql).
