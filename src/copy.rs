@@ -1,12 +1,11 @@
 //! Hand-encoding rows in PostgreSQL's binary COPY format.
 //!
-//! Rows are appended to one large buffer that the loader writes through `CopyInWriter` whenever it passes
-//! [`FLUSH_AT`]; there is no per-row dynamic dispatch and no small write. The loader encodes two kinds of
+//! Rows are appended to one large buffer that is handed to the COPY whenever it passes [`FLUSH_AT`]; there
+//! is no per-row dynamic dispatch and no small write. The loader encodes two kinds of
 //! rows, each a sequence of big-endian fields preceded by their lengths: trips (`trip_rows`,
 //! db/005_trips.sql) and the cell tally (`trip_cells`, db/006_tallies.sql).
 
 use crate::parse::Trip;
-use std::io::{self, Write};
 
 /// Buffer size at which the loader hands the rows to the connection.
 pub const FLUSH_AT: usize = 1 << 20;
@@ -86,17 +85,15 @@ impl RowEncoder {
         self.buf.len() >= FLUSH_AT
     }
 
-    /// Writes the rows encoded so far and empties the buffer.
-    pub fn write_to(&mut self, out: &mut impl Write) -> io::Result<()> {
-        out.write_all(&self.buf)?;
-        self.buf.clear();
-        Ok(())
+    /// The rows encoded so far, to be written to the COPY; the encoder goes on empty.
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::replace(&mut self.buf, Vec::with_capacity(FLUSH_AT + 256))
     }
 
-    /// Writes the remaining rows and the COPY trailer.
-    pub fn finish(mut self, out: &mut impl Write) -> io::Result<()> {
+    /// The remaining rows and the COPY trailer.
+    pub fn finish(mut self) -> Vec<u8> {
         self.buf.extend_from_slice(&(-1i16).to_be_bytes());
-        self.write_to(out)
+        self.buf
     }
 }
 
@@ -114,9 +111,7 @@ mod tests {
     use super::*;
 
     fn body(enc: RowEncoder) -> Vec<u8> {
-        let mut out = Vec::new();
-        enc.finish(&mut out).unwrap();
-        out[SIGNATURE.len() + 8..].to_vec()
+        enc.finish()[SIGNATURE.len() + 8..].to_vec()
     }
 
     #[test]

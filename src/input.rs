@@ -8,10 +8,10 @@
 use anyhow::{Context, Result};
 use flate2::bufread::MultiGzDecoder;
 use sha2::{Digest, Sha256};
-use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const READ_BUFFER: usize = 1 << 20;
 
@@ -20,19 +20,20 @@ const READ_BUFFER: usize = 1 << 20;
 /// breaks, or an unclosed quote running on to the end of the file.
 pub const MAX_RECORD_BYTES: u64 = 1 << 20;
 
+/// An opened input; it can be handed to another thread (the loader reads files on a thread of their own).
 pub struct Input {
     /// Size on disk, when known.
     pub total_bytes: Option<u64>,
     /// Raw bytes read so far, updated as the parser reads.
-    pub bytes_read: Rc<Cell<u64>>,
+    pub bytes_read: Arc<AtomicU64>,
     /// How far into the content the parser may read: the loader moves it forward after each record.
-    pub read_limit: Rc<Cell<u64>>,
-    pub reader: Hashing<Bounded<Box<dyn Read>>>,
+    pub read_limit: Arc<AtomicU64>,
+    pub reader: Hashing<Bounded<Box<dyn Read + Send>>>,
 }
 
 pub fn open(name: &str) -> Result<Input> {
-    let (raw, total_bytes): (Box<dyn Read>, _) = if name == "-" {
-        (Box::new(io::stdin().lock()), None)
+    let (raw, total_bytes): (Box<dyn Read + Send>, _) = if name == "-" {
+        (Box::new(io::stdin()), None)
     } else {
         let file = File::open(name).with_context(|| format!("cannot open {name}"))?;
         let meta = file
@@ -47,8 +48,12 @@ pub fn open(name: &str) -> Result<Input> {
 }
 
 /// An input from any reader (a file, stdin, an HTTP request's body), gzip or not.
-pub fn from_reader(name: &str, raw: Box<dyn Read>, total_bytes: Option<u64>) -> Result<Input> {
-    let bytes_read = Rc::new(Cell::new(0));
+pub fn from_reader(
+    name: &str,
+    raw: Box<dyn Read + Send>,
+    total_bytes: Option<u64>,
+) -> Result<Input> {
+    let bytes_read = Arc::new(AtomicU64::new(0));
     let mut buffered = BufReader::with_capacity(
         READ_BUFFER,
         Counting {
@@ -60,12 +65,12 @@ pub fn from_reader(name: &str, raw: Box<dyn Read>, total_bytes: Option<u64>) -> 
         .fill_buf()
         .with_context(|| format!("cannot read {name}"))?
         .starts_with(&GZIP_MAGIC);
-    let content: Box<dyn Read> = if gzip {
+    let content: Box<dyn Read + Send> = if gzip {
         Box::new(MultiGzDecoder::new(buffered))
     } else {
         Box::new(buffered)
     };
-    let read_limit = Rc::new(Cell::new(MAX_RECORD_BYTES));
+    let read_limit = Arc::new(AtomicU64::new(MAX_RECORD_BYTES));
     Ok(Input {
         total_bytes,
         bytes_read,
@@ -101,12 +106,12 @@ impl std::error::Error for RecordTooLong {}
 pub struct Bounded<R> {
     inner: R,
     delivered: u64,
-    limit: Rc<Cell<u64>>,
+    limit: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for Bounded<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let room = self.limit.get().saturating_sub(self.delivered);
+        let room = self.limit.load(Ordering::Relaxed).saturating_sub(self.delivered);
         if room == 0 && !buf.is_empty() {
             return Err(io::Error::other(RecordTooLong));
         }
@@ -124,13 +129,13 @@ pub fn is_record_too_long(e: &csv::Error) -> bool {
 
 struct Counting<R> {
     inner: R,
-    count: Rc<Cell<u64>>,
+    count: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count.set(self.count.get() + n as u64);
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }

@@ -1,23 +1,19 @@
-//! One file in its batch's transaction: every record read, validated and COPYed into the batch's piece,
-//! counted, and its job marked done by `ingest_job_done` (db/007_pieces.sql); the batch (mod.rs) sends the
-//! counts and commits.
+//! One file in its batch's transaction, on the loading thread: the rows the reading thread (read.rs) encoded
+//! are COPYed into the batch's piece, progress is written to the job row, and the job is marked done by
+//! `ingest_job_done` (db/007_pieces.sql); the batch (mod.rs) sends the counts and commits.
 
-use super::names::{self, Dim, Names};
-use super::rejects::{Rejects, open_rejects};
-use super::tally::Tallies;
-use super::{Options, relay};
+use super::names;
+use super::read::{Counts, Msg};
+use super::relay;
+use super::tally::{CellTally, Tallies};
 use crate::copy::RowEncoder;
-use crate::input::{self, Input};
-use crate::parse::{self, Invalid, Layout};
-use crate::status::{Printer, human_bytes};
+use crate::status::Printer;
 use anyhow::{Context, Result, anyhow};
-use csv::ByteRecord;
 use postgres::Client;
+use std::io::Write;
 use std::ops::RangeInclusive;
+use std::sync::mpsc::Receiver;
 use std::time::Instant;
-
-/// The CSV parser's buffer.
-const CSV_BUFFER: usize = 1 << 18;
 
 /// The batch's pieces (db/007_pieces.sql), attached as partitions when the batch finishes.
 pub(super) struct Pieces {
@@ -37,20 +33,19 @@ pub(super) enum Read {
     Duplicate(i32, String),
 }
 
+/// One file on the loading thread: what the reading thread (read.rs) sends for it, written to the
+/// database.
 pub struct Loader<'a> {
     control: &'a mut Client,
     printer: &'a mut Printer,
     job: i32,
     /// The jobs of the batch this file is part of.
     batch: RangeInclusive<i32>,
-    opts: &'a Options,
-    name: &'a str,
-    pub(super) rows: i64,
-    pub(super) rejected: i64,
-    names: &'a mut Names,
-    pub(super) rejects: Option<Rejects>,
-    last_progress: Instant,
-    bytes_read: std::rc::Rc<std::cell::Cell<u64>>,
+    messages: &'a Receiver<Msg>,
+    /// The file's counters, as last told.
+    pub(super) counts: Counts,
+    /// Its last message (`End` or `Failed`) is received.
+    ended: bool,
 }
 
 impl<'a> Loader<'a> {
@@ -59,190 +54,128 @@ impl<'a> Loader<'a> {
         printer: &'a mut Printer,
         job: i32,
         batch: RangeInclusive<i32>,
-        names: &'a mut Names,
-        opts: &'a Options,
-        name: &'a str,
+        messages: &'a Receiver<Msg>,
     ) -> Loader<'a> {
         Loader {
             control,
             printer,
             job,
             batch,
-            opts,
-            name,
-            rows: 0,
-            rejected: 0,
-            names,
-            rejects: None,
-            last_progress: Instant::now(),
-            bytes_read: Default::default(),
+            messages,
+            counts: Counts::default(),
+            ended: false,
+        }
+    }
+
+    /// Waits for the file to be opened, or for why it could not be.
+    pub(super) fn opened(&mut self) -> Result<()> {
+        match self.next()? {
+            Msg::Opened => Ok(()),
+            Msg::Failed { error, .. } => Err(error),
+            _ => Err(anyhow!("the reading thread sent rows before opening the file")),
         }
     }
 
     /// Loads the file into the batch's pieces within `tx` (the batch's transaction, or the file's savepoint
     /// in it). The cell tally is sent here only when it outgrows --tally-limit; the rest goes back to the
-    /// batch with the other counts.
-    pub(super) fn load(
-        &mut self,
-        tx: &mut postgres::Transaction<'_>,
-        pieces: &Pieces,
-        input: Input,
-    ) -> Result<Read> {
-        self.bytes_read = input.bytes_read.clone();
-        let mut copy = copy_into(tx, &pieces.trips, pieces.freeze)?;
-        let mut records = Records::new(self.name, input);
-        let mut record = ByteRecord::new();
-        let layout = self.header(&mut records, &mut record)?;
-        let mut rows = RowEncoder::new();
-        let mut tallies = Tallies::new();
-        while records.next(&mut record)? {
-            match parse::trip(&layout, &record) {
-                Ok(trip) => {
-                    let (name, layout, record) = (self.name, &layout, &record);
-                    let at = |dim| move || names::location(name, layout, record, dim);
-                    let region =
-                        self.names
-                            .key(self.control, Dim::Region, trip.region, at(Dim::Region))?;
-                    let source = self.names.key(
-                        self.control,
-                        Dim::Datasource,
-                        trip.datasource,
-                        at(Dim::Datasource),
-                    )?;
-                    rows.trip(self.job, region, source, &trip);
-                    tallies.add(region, source, &trip);
-                    self.rows += 1;
-                    if rows.is_full() {
-                        rows.write_to(&mut copy)
-                            .context("while sending rows to the database")?;
-                    }
-                    if tallies.len() >= self.opts.tally_limit {
-                        // One COPY at a time per connection: close the trips' COPY, send the tally,
-                        // open it again.
-                        rows.finish(&mut copy)
-                            .context("while sending rows to the database")?;
-                        copy.finish().context("while finishing the COPY")?;
-                        send_cells(tx, pieces, &mut tallies)?;
-                        rows = RowEncoder::new();
-                        copy = copy_into(tx, &pieces.trips, pieces.freeze)?;
-                    }
+    /// batch with the other counts. On an error, `skip_rest` passes over what is left of the file.
+    pub(super) fn load(&mut self, tx: &mut postgres::Transaction<'_>, pieces: &Pieces) -> Result<Read> {
+        loop {
+            let mut copy = copy_into(tx, &pieces.trips, pieces.freeze)?;
+            let after_rows = loop {
+                match self.next()? {
+                    Msg::Rows(rows) => copy
+                        .write_all(&rows)
+                        .context("while sending rows to the database")?,
+                    other => break other,
                 }
-                Err(invalid) => self.refuse(&layout, &record, invalid)?,
-            }
-            if self.progress_due() {
-                self.progress("loading")?;
+            };
+            match after_rows {
+                Msg::Cells(mut cells) => {
+                    copy.finish().context("while finishing the COPY")?;
+                    send_cells(tx, pieces, &mut cells)?;
+                }
+                Msg::End {
+                    counts,
+                    tallies,
+                    sha256,
+                } => {
+                    copy.finish().context("while finishing the COPY")?;
+                    self.counts = counts;
+                    self.progress("finishing")?;
+                    return Ok(match self.job_done(tx, &sha256)? {
+                        Some(earlier) => Read::Duplicate(earlier, sha256),
+                        None => Read::Done(tallies),
+                    });
+                }
+                // The COPY is abandoned (dropped unfinished), and the caller rolls the file back.
+                Msg::Failed { error, .. } => return Err(error),
+                _ => return Err(anyhow!("the reading thread sent a message out of order")),
             }
         }
-        rows.finish(&mut copy)
-            .context("while sending rows to the database")?;
-        copy.finish().context("while finishing the COPY")?;
-        self.check_something_loaded()?;
-        self.progress("finishing")?;
-        let sha = records.sha256_hex();
-        Ok(match self.job_done(tx, &sha)? {
-            Some(earlier) => Read::Duplicate(earlier, sha),
-            None => Read::Done(tallies),
-        })
     }
 
-    /// Reads the header into a layout of the columns, or fails the file.
-    fn header(&self, records: &mut Records, record: &mut ByteRecord) -> Result<Layout> {
-        if !records.next(record)? {
-            return Err(anyhow!(
-                "{}: the file is empty; expected a header line naming {}",
-                self.name,
-                parse::COLUMNS.join(",")
-            ));
-        }
-        let layout = parse::layout(record).map_err(|e| anyhow!("{}:1: {e}", self.name))?;
-        if !layout.ignored.is_empty() {
-            log::warn!(
-                "{}: ignoring column(s) {} (not used by trips)",
-                self.name,
-                layout.ignored.join(", ")
-            );
-        }
-        Ok(layout)
-    }
-
-    /// A file that loads no trip because every record was refused is a failure, not loaded content.
-    fn check_something_loaded(&mut self) -> Result<()> {
-        if let Some(r) = &mut self.rejects {
-            r.writer
-                .flush()
-                .with_context(|| format!("while writing {}", r.path.display()))?;
-            if self.rows == 0 {
-                return Err(anyhow!(
-                    "{}: all {} records were rejected, so nothing was loaded; {} says why for each. \
-                     Fix the file and load it again",
-                    self.name,
-                    self.rejected,
-                    r.path.display()
-                ));
+    /// Passes over the rest of a file that failed here rather than in the reading thread.
+    pub(super) fn skip_rest(&mut self) -> Result<()> {
+        while !self.ended {
+            if let Msg::Name { reply, .. } = self.next()? {
+                let _ = reply.send(Err(anyhow!("the file failed")));
             }
-        }
-        if self.rows == 0 {
-            log::warn!("{}: no trips in the file (only a header)", self.name);
         }
         Ok(())
     }
 
-    /// Whether progress is due after this record: every --progress-rows records, or by time.
-    fn progress_due(&self) -> bool {
-        let checked = (self.rows + self.rejected) as u64;
-        match self.opts.progress_rows {
-            Some(n) => checked.is_multiple_of(n),
-            None => {
-                checked.is_multiple_of(1024)
-                    && !self.opts.progress_every.is_zero()
-                    && self.last_progress.elapsed() >= self.opts.progress_every
+    /// The reading thread's next message for the loading thread; names and progress are dealt with here.
+    fn next(&mut self) -> Result<Msg> {
+        loop {
+            let msg = self
+                .messages
+                .recv()
+                .map_err(|_| anyhow!("the reading thread stopped unexpectedly"))?;
+            match msg {
+                Msg::Name {
+                    dim,
+                    name,
+                    at,
+                    reply,
+                } => {
+                    let key = names::register(self.control, dim, &name, &at);
+                    // A reader that has gone has failed the file already.
+                    let _ = reply.send(key);
+                }
+                Msg::Progress(counts) => {
+                    self.counts = counts;
+                    self.progress("loading")?;
+                }
+                Msg::End { .. } | Msg::Failed { .. } => {
+                    if let Msg::Failed { counts, .. } = &msg {
+                        self.counts = counts.clone();
+                    }
+                    self.ended = true;
+                    return Ok(msg);
+                }
+                _ => return Ok(msg),
             }
         }
     }
 
-    /// ingest_job_done (db/007_pieces.sql): the job marked done; or, if a done job already holds this
+/// ingest_job_done (db/007_pieces.sql): the job marked done; or, if a done job already holds this
     /// content, that job's id.
     fn job_done(&self, tx: &mut postgres::Transaction<'_>, sha: &str) -> Result<Option<i32>> {
         Ok(tx
             .query_one(
                 "SELECT ingest_job_done($1, $2, $3, $4)",
-                &[&self.job, &sha, &self.rows, &self.rejected],
+                &[&self.job, &sha, &self.counts.rows, &self.counts.rejected],
             )
             .context("while committing the trips")?
             .get(0))
     }
 
-    /// A bad record: fail the file, or with --skip-invalid write it to the rejects file and go on.
-    fn refuse(&mut self, layout: &Layout, record: &ByteRecord, invalid: Invalid) -> Result<()> {
-        let line = record.position().map_or(0, |p| p.line());
-        if !self.opts.skip_invalid {
-            return Err(anyhow!(
-                "{}:{line}: {invalid}. Nothing of this file was committed; fix the record, or rerun with \
-                 --skip-invalid to load the valid records and write the others to a rejects file",
-                self.name
-            ));
-        }
-        self.rejected += 1;
-        let rejects = match &mut self.rejects {
-            Some(r) => r,
-            None => self
-                .rejects
-                .insert(open_rejects(self.opts, self.name, self.job, layout)?),
-        };
-        let mut row = ByteRecord::new();
-        row.push_field(line.to_string().as_bytes());
-        row.push_field(invalid.to_string().as_bytes());
-        row.extend(record.iter());
-        rejects
-            .writer
-            .write_byte_record(&row)
-            .with_context(|| format!("while writing {}", rejects.path.display()))
-    }
-
     /// Writes the counters to the job row, which notifies every listener, and shows what comes back.
     fn progress(&mut self, state: &str) -> Result<()> {
-        let bytes = self.bytes_read.get() as i64;
-        let rejects_file = self.rejects.as_ref().map(|r| r.path.display().to_string());
+        let counts = &self.counts;
+        let bytes = counts.bytes as i64;
+        let rejects_file = counts.rejects_file.as_ref().map(|p| p.display().to_string());
         self.control
             .execute(
                 "UPDATE ingest_jobs
@@ -251,14 +184,13 @@ impl<'a> Loader<'a> {
                 &[
                     &self.job,
                     &state,
-                    &self.rows,
-                    &self.rejected,
+                    &counts.rows,
+                    &counts.rejected,
                     &bytes,
                     &rejects_file,
                 ],
             )
             .context("while recording progress")?;
-        self.last_progress = Instant::now();
         relay(self.control, self.printer, self.job, &self.batch)?;
         Ok(())
     }
@@ -269,20 +201,20 @@ impl<'a> Loader<'a> {
 pub(super) fn send_cells(
     tx: &mut postgres::Transaction<'_>,
     pieces: &Pieces,
-    tallies: &mut Tallies,
+    cells: &mut CellTally,
 ) -> Result<()> {
     let started = Instant::now();
-    let cell_weeks = tallies.cells.0.len();
+    let cell_weeks = cells.0.len();
     let sending = "while sending the cell tally to the database";
     let mut copy = copy_into(tx, &pieces.cells, pieces.freeze)?;
     let mut rows = RowEncoder::new();
-    for (key, trips, weeks, week_trips) in tallies.cells.drain_sorted() {
+    for (key, trips, weeks, week_trips) in cells.drain_sorted() {
         rows.cell(pieces.first_job, &key, trips, &weeks, &week_trips);
         if rows.is_full() {
-            rows.write_to(&mut copy).context(sending)?;
+            copy.write_all(&rows.take()).context(sending)?;
         }
     }
-    rows.finish(&mut copy).context(sending)?;
+    copy.write_all(&rows.finish()).context(sending)?;
     copy.finish()
         .context("while finishing the COPY of the cell tally")?;
     log::debug!(
@@ -301,56 +233,4 @@ fn copy_into<'a>(
     let freeze = if freeze { ", FREEZE" } else { "" };
     tx.copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary{freeze})"))
         .with_context(|| format!("while starting the COPY into {table}"))
-}
-
-/// The file's CSV records, each bounded by the record limit (input.rs): a record longer than that fails the
-/// file naming the line where it starts, with memory bounded by it.
-struct Records<'a> {
-    name: &'a str,
-    csv: csv::Reader<Hashed>,
-    limit: std::rc::Rc<std::cell::Cell<u64>>,
-}
-
-type Hashed = input::Hashing<input::Bounded<Box<dyn std::io::Read>>>;
-
-impl<'a> Records<'a> {
-    fn new(name: &'a str, input: Input) -> Records<'a> {
-        let csv = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .buffer_capacity(CSV_BUFFER)
-            .from_reader(input.reader);
-        Records {
-            name,
-            csv,
-            limit: input.read_limit,
-        }
-    }
-
-    /// Reads the next record into `record`; false at the end of the file.
-    fn next(&mut self, record: &mut ByteRecord) -> Result<bool> {
-        let (name, line) = (self.name, self.csv.position().line());
-        let more = self.csv.read_byte_record(record).map_err(|e| {
-            if input::is_record_too_long(&e) {
-                anyhow!(
-                    "{name}:{line}: the record that starts on this line is longer than {} (the most a \
-                     record may hold); nothing of this file was committed. A record is one line (a \
-                     quoted value may span lines): check that the file has line breaks and no unclosed \
-                     quote",
-                    human_bytes(input::MAX_RECORD_BYTES)
-                )
-            } else {
-                anyhow!(e).context(format!("while reading {name} at line {line}"))
-            }
-        })?;
-        // The parser may read a buffer ahead of the next record, and that record up to the limit.
-        self.limit
-            .set(self.csv.position().byte() + input::MAX_RECORD_BYTES + CSV_BUFFER as u64);
-        Ok(more)
-    }
-
-    /// SHA-256 of the content read.
-    fn sha256_hex(self) -> String {
-        self.csv.into_inner().sha256_hex()
-    }
 }

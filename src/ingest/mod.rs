@@ -17,6 +17,7 @@
 
 mod load;
 mod names;
+mod read;
 mod rejects;
 mod tally;
 
@@ -24,7 +25,6 @@ use crate::input;
 use crate::status::{self, Printer};
 use anyhow::{Context, Result};
 use load::{Loader, Pieces, Read, send_cells};
-use names::Names;
 use postgres::Client;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -147,6 +147,7 @@ struct Source<'a> {
 
 /// Opens the jobs of `sources` and loads them in one transaction, each file in a savepoint unless it is
 /// alone (a file alone is written frozen, COPY FREEZE needing the table made in the same subtransaction).
+/// The files are read on a thread of their own (read.rs), ahead of this one, which talks to the database.
 fn load_batch(
     control: &mut Client,
     load: &mut Client,
@@ -164,95 +165,102 @@ fn load_batch(
     // The files read whole and marked done in the transaction, waiting for its commit.
     let mut read: Vec<(usize, Ended)> = Vec::new();
     let mut committing = false;
-    let result = (|| -> Result<()> {
-        let mut tx = load.transaction()?;
-        let begun = tx
-            .query_one(
-                "SELECT trips, cells FROM ingest_begin($1, $2)",
-                &[batch.start(), batch.end()],
-            )
-            .context("while creating the tables of the new piece")?;
-        let pieces = Pieces {
-            trips: begun.get(0),
-            cells: begun.get(1),
-            first_job: *batch.start(),
-            freeze: alone,
-        };
-        let mut counted = Tallies::new();
-        let mut names = Names::default();
-        for (i, source) in sources.into_iter().enumerate() {
-            let (job, name) = (jobs[i], source.name);
-            printer.end_line();
-            control.execute(
-                "UPDATE ingest_jobs SET state = 'loading' WHERE id = $1",
-                &[&job],
-            )?;
-            relay(control, printer, job, &batch)?;
-            let started = Instant::now();
-            let input = match source.input.map_or_else(|| input::open(name), Ok) {
-                Ok(input) => input,
-                Err(e) => {
+    let result = std::thread::scope(|scope| {
+        let (to_load, messages) = std::sync::mpsc::sync_channel(read::READ_AHEAD);
+        let files = jobs.iter().copied().zip(sources).collect();
+        scope.spawn(move || read::read_files(files, opts, to_load));
+        // `messages` is dropped when this returns, which stops the reading thread if it is still going.
+        (|| -> Result<()> {
+            let mut tx = load.transaction()?;
+            let begun = tx
+                .query_one(
+                    "SELECT trips, cells FROM ingest_begin($1, $2)",
+                    &[batch.start(), batch.end()],
+                )
+                .context("while creating the tables of the new piece")?;
+            let pieces = Pieces {
+                trips: begun.get(0),
+                cells: begun.get(1),
+                first_job: *batch.start(),
+                freeze: alone,
+            };
+            let mut counted = Tallies::new();
+            for (i, (&job, name)) in jobs.iter().zip(&names).enumerate() {
+                printer.end_line();
+                control.execute(
+                    "UPDATE ingest_jobs SET state = 'loading' WHERE id = $1",
+                    &[&job],
+                )?;
+                relay(control, printer, job, &batch)?;
+                let started = Instant::now();
+                let mut loader = Loader::new(control, printer, job, batch.clone(), &messages);
+                if let Err(e) = loader.opened() {
                     let ended = Ended::before_reading();
                     outcomes[i] = Some(record_failed(control, job, &format!("{e:#}"), ended)?);
                     continue;
                 }
-            };
-            let mut loader =
-                Loader::new(control, printer, job, batch.clone(), &mut names, opts, name);
-            let (result, broken) = if alone {
-                (loader.load(&mut tx, &pieces, input), false)
-            } else {
-                let mut savepoint = tx.savepoint("file")?;
-                let result = loader.load(&mut savepoint, &pieces, input);
-                let end = match result {
-                    Ok(Read::Done(_)) => savepoint.commit(),
-                    _ => savepoint.rollback(),
-                };
-                match (result, end) {
-                    (result, Ok(())) => (result, false),
-                    (Err(e), Err(_)) => (Err(e), true),
-                    (Ok(_), Err(e)) => (Err(e).context("while ending the file's savepoint"), true),
-                }
-            };
-            let ended = Ended {
-                rows: loader.rows,
-                rejected: loader.rejected,
-                rejects_file: loader.rejects.take().map(|r| r.path),
-                seconds: started.elapsed().as_secs_f64(),
-            };
-            match result {
-                Ok(Read::Done(tallies)) => {
-                    counted.absorb(tallies);
-                    read.push((i, ended));
-                    if counted.len() >= opts.tally_limit {
-                        send_cells(&mut tx, &pieces, &mut counted)?;
+                let (result, broken) = if alone {
+                    (loader.load(&mut tx, &pieces), false)
+                } else {
+                    let mut savepoint = tx.savepoint("file")?;
+                    let result = loader.load(&mut savepoint, &pieces);
+                    let end = match result {
+                        Ok(Read::Done(_)) => savepoint.commit(),
+                        _ => savepoint.rollback(),
+                    };
+                    match (result, end) {
+                        (result, Ok(())) => (result, false),
+                        (Err(e), Err(_)) => (Err(e), true),
+                        (Ok(_), Err(e)) => {
+                            (Err(e).context("while ending the file's savepoint"), true)
+                        }
                     }
+                };
+                if result.is_err() && !broken {
+                    loader.skip_rest()?;
                 }
-                Ok(Read::Duplicate(earlier, sha)) => {
-                    outcomes[i] = Some(record_skipped(control, job, earlier, &sha)?);
-                }
-                Err(e) => {
-                    // Redacted before it is stored: job records and notifications never carry a password.
-                    let error = crate::redact::redact(&failure(name, job, false, &e));
-                    outcomes[i] = Some(record_failed(control, job, &error, ended)?);
-                    if broken {
-                        return Err(
-                            e.context(format!("while loading {name}, in the same transaction"))
-                        );
+                let counts = std::mem::take(&mut loader.counts);
+                let ended = Ended {
+                    rows: counts.rows,
+                    rejected: counts.rejected,
+                    rejects_file: counts.rejects_file,
+                    seconds: started.elapsed().as_secs_f64(),
+                };
+                match result {
+                    Ok(Read::Done(tallies)) => {
+                        counted.absorb(tallies);
+                        read.push((i, ended));
+                        if counted.len() >= opts.tally_limit {
+                            send_cells(&mut tx, &pieces, &mut counted.cells)?;
+                        }
+                    }
+                    Ok(Read::Duplicate(earlier, sha)) => {
+                        outcomes[i] = Some(record_skipped(control, job, earlier, &sha)?);
+                    }
+                    Err(e) => {
+                        // Redacted before it is stored: job records and notifications never carry a
+                        // password.
+                        let error = crate::redact::redact(&failure(name, job, false, &e));
+                        outcomes[i] = Some(record_failed(control, job, &error, ended)?);
+                        if broken {
+                            return Err(
+                                e.context(format!("while loading {name}, in the same transaction"))
+                            );
+                        }
                     }
                 }
             }
-        }
-        if read.is_empty() {
-            return Ok(()); // nothing to commit: the transaction rolls back
-        }
-        send_cells(&mut tx, &pieces, &mut counted)?;
-        let loaded: i64 = read.iter().map(|(_, e)| e.rows).sum();
-        finish(&mut tx, &batch, loaded, &counted)?;
-        committing = true;
-        tx.commit().context("while committing the trips")?;
-        Ok(())
-    })();
+            if read.is_empty() {
+                return Ok(()); // nothing to commit: the transaction rolls back
+            }
+            send_cells(&mut tx, &pieces, &mut counted.cells)?;
+            let loaded: i64 = read.iter().map(|(_, e)| e.rows).sum();
+            finish(&mut tx, &batch, loaded, &counted)?;
+            committing = true;
+            tx.commit().context("while committing the trips")?;
+            Ok(())
+        })()
+    });
     match result {
         Ok(()) => {
             for (i, ended) in read {

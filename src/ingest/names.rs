@@ -1,6 +1,7 @@
 //! Region and datasource names: each is stored once, with a 2-byte key that the trip rows carry
-//! (db/002_names.sql). The loader asks for a name's key once per transaction (a file, or a batch of them):
-//! no name is removed while a loader's jobs are open (forget_unused_names, db/007_pieces.sql).
+//! (db/002_names.sql). The reading thread (read.rs) keeps the keys it has met in a transaction (a file, or
+//! a batch of them), and asks the loading thread for a new one, which asks the database: no name is
+//! removed while a loader's jobs are open (forget_unused_names, db/007_pieces.sql).
 
 use crate::parse::{self, Layout};
 use anyhow::{Result, anyhow};
@@ -40,16 +41,13 @@ impl Dim {
 }
 
 impl Names {
-    /// The key of a region or datasource name, from this file's cache or the database (dimension_id in
-    /// db/002_names.sql, which adds a new name). The database keeps at most 32,767 names of each; past
-    /// that, the file fails naming the record.
-    /// `at` says where the name is (file:line: column), for an error.
+    /// The key of a region or datasource name: from the cache, or else from `ask` (which gets the
+    /// database's, `register`).
     pub fn key(
         &mut self,
-        control: &mut Client,
         dim: Dim,
         name: &str,
-        at: impl FnOnce() -> String,
+        ask: impl FnOnce() -> Result<i16>,
     ) -> Result<i16> {
         let cache = match dim {
             Dim::Region => &mut self.regions,
@@ -58,28 +56,34 @@ impl Names {
         if let Some(&k) = cache.get(name) {
             return Ok(k);
         }
-        let at = at();
-        let shown = parse::quoted(name.as_bytes(), 80);
-        let k: i16 = match control.query_one(
-            "SELECT dimension_id($1::text::regclass, $2)",
-            &[&dim.table(), &name],
-        ) {
-            Ok(row) => row.get(0),
-            Err(e) => {
-                if let Some(db) = e.as_db_error()
-                    && *db.code() == postgres::error::SqlState::PROGRAM_LIMIT_EXCEEDED
-                {
-                    return Err(anyhow!(
-                        "{at}: cannot add the name {shown}: {}; {}. Nothing of this file was committed",
-                        db.message(),
-                        db.hint().unwrap_or("")
-                    ));
-                }
-                return Err(anyhow!(e).context(format!("{at}: while registering the name {shown}")));
-            }
-        };
+        let k = ask()?;
         cache.insert(name.to_string(), k);
         Ok(k)
+    }
+}
+
+/// The database's key of a region or datasource name (dimension_id in db/002_names.sql, which adds a new
+/// name). The database keeps at most 32,767 names of each; past that, the file fails naming the record.
+/// `at` says where the name is (file:line: column), for an error.
+pub fn register(control: &mut Client, dim: Dim, name: &str, at: &str) -> Result<i16> {
+    let shown = parse::quoted(name.as_bytes(), 80);
+    match control.query_one(
+        "SELECT dimension_id($1::text::regclass, $2)",
+        &[&dim.table(), &name],
+    ) {
+        Ok(row) => Ok(row.get(0)),
+        Err(e) => {
+            if let Some(db) = e.as_db_error()
+                && *db.code() == postgres::error::SqlState::PROGRAM_LIMIT_EXCEEDED
+            {
+                return Err(anyhow!(
+                    "{at}: cannot add the name {shown}: {}; {}. Nothing of this file was committed",
+                    db.message(),
+                    db.hint().unwrap_or("")
+                ));
+            }
+            Err(anyhow!(e).context(format!("{at}: while registering the name {shown}")))
+        }
     }
 }
 
