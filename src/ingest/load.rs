@@ -72,14 +72,20 @@ impl<'a> Loader<'a> {
         match self.next()? {
             Msg::Opened => Ok(()),
             Msg::Failed { error, .. } => Err(error),
-            _ => Err(anyhow!("the reading thread sent rows before opening the file")),
+            _ => Err(anyhow!(
+                "the reading thread sent rows before opening the file"
+            )),
         }
     }
 
     /// Loads the file into the batch's pieces within `tx` (the batch's transaction, or the file's savepoint
     /// in it). The cell tally is sent here only when it outgrows --tally-limit; the rest goes back to the
     /// batch with the other counts. On an error, `skip_rest` passes over what is left of the file.
-    pub(super) fn load(&mut self, tx: &mut postgres::Transaction<'_>, pieces: &Pieces) -> Result<Read> {
+    pub(super) fn load(
+        &mut self,
+        tx: &mut postgres::Transaction<'_>,
+        pieces: &Pieces,
+    ) -> Result<Read> {
         loop {
             let mut copy = copy_into(tx, &pieces.trips, pieces.freeze)?;
             let after_rows = loop {
@@ -96,12 +102,9 @@ impl<'a> Loader<'a> {
                     send_cells(tx, pieces, &mut cells)?;
                 }
                 Msg::End {
-                    counts,
-                    tallies,
-                    sha256,
+                    tallies, sha256, ..
                 } => {
                     copy.finish().context("while finishing the COPY")?;
-                    self.counts = counts;
                     self.progress("finishing")?;
                     return Ok(match self.job_done(tx, &sha256)? {
                         Some(earlier) => Read::Duplicate(earlier, sha256),
@@ -147,10 +150,8 @@ impl<'a> Loader<'a> {
                     self.counts = counts;
                     self.progress("loading")?;
                 }
-                Msg::End { .. } | Msg::Failed { .. } => {
-                    if let Msg::Failed { counts, .. } = &msg {
-                        self.counts = counts.clone();
-                    }
+                Msg::End { ref counts, .. } | Msg::Failed { ref counts, .. } => {
+                    self.counts = counts.clone();
                     self.ended = true;
                     return Ok(msg);
                 }
@@ -159,7 +160,7 @@ impl<'a> Loader<'a> {
         }
     }
 
-/// ingest_job_done (db/007_pieces.sql): the job marked done; or, if a done job already holds this
+    /// ingest_job_done (db/007_pieces.sql): the job marked done; or, if a done job already holds this
     /// content, that job's id.
     fn job_done(&self, tx: &mut postgres::Transaction<'_>, sha: &str) -> Result<Option<i32>> {
         Ok(tx
@@ -175,7 +176,10 @@ impl<'a> Loader<'a> {
     fn progress(&mut self, state: &str) -> Result<()> {
         let counts = &self.counts;
         let bytes = counts.bytes as i64;
-        let rejects_file = counts.rejects_file.as_ref().map(|p| p.display().to_string());
+        let rejects_file = counts
+            .rejects_file
+            .as_ref()
+            .map(|p| p.display().to_string());
         self.control
             .execute(
                 "UPDATE ingest_jobs

@@ -1,19 +1,21 @@
 //! Loading files, each as one ingest job: atomic, idempotent, with clear errors for bad records.
 //!
-//! Two connections are used. `control` runs in autocommit: it opens the jobs (and holds their session
-//! locks, see db/003_ingest_jobs.sql), hands out region/datasource keys, and writes progress and failures,
-//! all visible to others at once. `load` runs the loading transaction (db/007_pieces.sql): `ingest_begin`
-//! makes the empty pieces of the jobs' range, every valid row is binary-COPYed into the trips' piece, the
-//! tallies counted while streaming (trips per cell and week, per region and week, per region and
-//! datasource) are sent, and `ingest_finish` indexes and attaches the pieces and adds the small rollups;
-//! each file's job is marked done in the same commit.
+//! Two threads: the files are read, parsed and encoded on a thread of their own (`read.rs`), ahead of this
+//! one, which does all the talking to the database, on two connections. `control` runs in autocommit: it
+//! opens the jobs (and holds their session locks, see db/003_ingest_jobs.sql), hands out region and
+//! datasource keys, and writes progress and failures, all visible to others at once. `load` runs the
+//! loading transaction (db/007_pieces.sql): `ingest_begin` makes the empty pieces of the jobs' range, every
+//! valid row is binary-COPYed into the trips' piece, the tallies counted while streaming (trips per cell
+//! and week, per region and week, per region and datasource) are sent, and `ingest_finish` indexes and
+//! attaches the pieces and adds the small rollups; each file's job is marked done in the same commit.
 //!
 //! A transaction holds one file, or a batch of small files (`load_batch`), each file in a savepoint of its
 //! own: a file that fails or is a duplicate is rolled back alone, and the others are committed together,
 //! as one piece. Any error of the transaction itself rolls back every file in it.
 //!
-//! The stages, one file each: `load.rs` one file's records, `names.rs` the keys of region and datasource
-//! names, `tally.rs` what is counted while streaming, `rejects.rs` the rejects file.
+//! The stages, one file each: `read.rs` one file's records (the reading thread), `load.rs` the same file
+//! sent into the transaction, `names.rs` the keys of region and datasource names, `tally.rs` what is
+//! counted while streaming, `rejects.rs` the rejects file.
 
 mod load;
 mod names;
@@ -26,8 +28,10 @@ use crate::status::{self, Printer};
 use anyhow::{Context, Result};
 use load::{Loader, Pieces, Read, send_cells};
 use postgres::Client;
+use read::Msg;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 use tally::Tallies;
 
@@ -158,109 +162,29 @@ fn load_batch(
 ) -> Result<Vec<Outcome>> {
     let jobs = open_jobs(control, &sources, opts.force)?;
     opened(jobs[0]);
-    let names: Vec<&str> = sources.iter().map(|s| s.name).collect();
-    let batch = jobs[0]..=jobs[jobs.len() - 1];
-    let alone = sources.len() == 1;
-    let mut outcomes: Vec<Option<Outcome>> = jobs.iter().map(|_| None).collect();
-    // The files read whole and marked done in the transaction, waiting for its commit.
-    let mut read: Vec<(usize, Ended)> = Vec::new();
-    let mut committing = false;
+    let mut batch = Batch {
+        names: sources.iter().map(|s| s.name).collect(),
+        alone: sources.len() == 1,
+        outcomes: jobs.iter().map(|_| None).collect(),
+        read: Vec::new(),
+        committing: false,
+        jobs,
+    };
     let result = std::thread::scope(|scope| {
         let (to_load, messages) = std::sync::mpsc::sync_channel(read::READ_AHEAD);
-        let files = jobs.iter().copied().zip(sources).collect();
+        let files = batch.jobs.iter().copied().zip(sources).collect();
         scope.spawn(move || read::read_files(files, opts, to_load));
-        // `messages` is dropped when this returns, which stops the reading thread if it is still going.
-        (|| -> Result<()> {
-            let mut tx = load.transaction()?;
-            let begun = tx
-                .query_one(
-                    "SELECT trips, cells FROM ingest_begin($1, $2)",
-                    &[batch.start(), batch.end()],
-                )
-                .context("while creating the tables of the new piece")?;
-            let pieces = Pieces {
-                trips: begun.get(0),
-                cells: begun.get(1),
-                first_job: *batch.start(),
-                freeze: alone,
-            };
-            let mut counted = Tallies::new();
-            for (i, (&job, name)) in jobs.iter().zip(&names).enumerate() {
-                printer.end_line();
-                control.execute(
-                    "UPDATE ingest_jobs SET state = 'loading' WHERE id = $1",
-                    &[&job],
-                )?;
-                relay(control, printer, job, &batch)?;
-                let started = Instant::now();
-                let mut loader = Loader::new(control, printer, job, batch.clone(), &messages);
-                if let Err(e) = loader.opened() {
-                    let ended = Ended::before_reading();
-                    outcomes[i] = Some(record_failed(control, job, &format!("{e:#}"), ended)?);
-                    continue;
-                }
-                let (result, broken) = if alone {
-                    (loader.load(&mut tx, &pieces), false)
-                } else {
-                    let mut savepoint = tx.savepoint("file")?;
-                    let result = loader.load(&mut savepoint, &pieces);
-                    let end = match result {
-                        Ok(Read::Done(_)) => savepoint.commit(),
-                        _ => savepoint.rollback(),
-                    };
-                    match (result, end) {
-                        (result, Ok(())) => (result, false),
-                        (Err(e), Err(_)) => (Err(e), true),
-                        (Ok(_), Err(e)) => {
-                            (Err(e).context("while ending the file's savepoint"), true)
-                        }
-                    }
-                };
-                if result.is_err() && !broken {
-                    loader.skip_rest()?;
-                }
-                let counts = std::mem::take(&mut loader.counts);
-                let ended = Ended {
-                    rows: counts.rows,
-                    rejected: counts.rejected,
-                    rejects_file: counts.rejects_file,
-                    seconds: started.elapsed().as_secs_f64(),
-                };
-                match result {
-                    Ok(Read::Done(tallies)) => {
-                        counted.absorb(tallies);
-                        read.push((i, ended));
-                        if counted.len() >= opts.tally_limit {
-                            send_cells(&mut tx, &pieces, &mut counted.cells)?;
-                        }
-                    }
-                    Ok(Read::Duplicate(earlier, sha)) => {
-                        outcomes[i] = Some(record_skipped(control, job, earlier, &sha)?);
-                    }
-                    Err(e) => {
-                        // Redacted before it is stored: job records and notifications never carry a
-                        // password.
-                        let error = crate::redact::redact(&failure(name, job, false, &e));
-                        outcomes[i] = Some(record_failed(control, job, &error, ended)?);
-                        if broken {
-                            return Err(
-                                e.context(format!("while loading {name}, in the same transaction"))
-                            );
-                        }
-                    }
-                }
-            }
-            if read.is_empty() {
-                return Ok(()); // nothing to commit: the transaction rolls back
-            }
-            send_cells(&mut tx, &pieces, &mut counted.cells)?;
-            let loaded: i64 = read.iter().map(|(_, e)| e.rows).sum();
-            finish(&mut tx, &batch, loaded, &counted)?;
-            committing = true;
-            tx.commit().context("while committing the trips")?;
-            Ok(())
-        })()
+        // `messages` goes with this call: a reading thread still going stops.
+        batch.transaction(control, load, printer, opts, messages)
     });
+    let Batch {
+        jobs,
+        names,
+        alone,
+        mut outcomes,
+        read,
+        committing,
+    } = batch;
     match result {
         Ok(()) => {
             for (i, ended) in read {
@@ -297,14 +221,138 @@ fn load_batch(
         // lost, and the session's locks go with a lost connection.
         log::warn!(
             "jobs {}..{}: after the outcomes were recorded: {e:#}",
-            batch.start(),
-            batch.end()
+            jobs[0],
+            jobs[jobs.len() - 1]
         );
     }
     Ok(outcomes
         .into_iter()
         .map(|o| o.expect("every file has an outcome"))
         .collect())
+}
+
+/// The files of one transaction, and how far each got.
+struct Batch<'a> {
+    /// Consecutive.
+    jobs: Vec<i32>,
+    names: Vec<&'a str>,
+    alone: bool,
+    /// Failed or skipped files; loaded ones are told once the transaction commits.
+    outcomes: Vec<Option<Outcome>>,
+    /// The files read whole and marked done in the transaction, waiting for its commit.
+    read: Vec<(usize, Ended)>,
+    /// The commit was sent.
+    committing: bool,
+}
+
+impl Batch<'_> {
+    /// The batch's transaction: its pieces made, each file loaded from the reading thread's `messages`
+    /// (failed or skipped alone, in its savepoint), the tallies sent, the pieces finished, the commit.
+    fn transaction(
+        &mut self,
+        control: &mut Client,
+        load: &mut Client,
+        printer: &mut Printer,
+        opts: &Options,
+        messages: Receiver<Msg>,
+    ) -> Result<()> {
+        let range = self.jobs[0]..=self.jobs[self.jobs.len() - 1];
+        let mut tx = load.transaction()?;
+        let begun = tx
+            .query_one(
+                "SELECT trips, cells FROM ingest_begin($1, $2)",
+                &[range.start(), range.end()],
+            )
+            .context("while creating the tables of the new piece")?;
+        let pieces = Pieces {
+            trips: begun.get(0),
+            cells: begun.get(1),
+            first_job: *range.start(),
+            freeze: self.alone,
+        };
+        let mut counted = Tallies::new();
+        for i in 0..self.jobs.len() {
+            let (job, name) = (self.jobs[i], self.names[i]);
+            printer.end_line();
+            control.execute(
+                "UPDATE ingest_jobs SET state = 'loading' WHERE id = $1",
+                &[&job],
+            )?;
+            relay(control, printer, job, &range)?;
+            let started = Instant::now();
+            let mut loader = Loader::new(control, printer, job, range.clone(), &messages);
+            if let Err(e) = loader.opened() {
+                let ended = Ended::before_reading();
+                self.outcomes[i] = Some(record_failed(control, job, &format!("{e:#}"), ended)?);
+                continue;
+            }
+            let (result, broken) = if self.alone {
+                (loader.load(&mut tx, &pieces), false)
+            } else {
+                load_in_savepoint(&mut loader, &mut tx, &pieces)?
+            };
+            if result.is_err() && !broken {
+                loader.skip_rest()?;
+            }
+            let counts = std::mem::take(&mut loader.counts);
+            let ended = Ended {
+                rows: counts.rows,
+                rejected: counts.rejected,
+                rejects_file: counts.rejects_file,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            match result {
+                Ok(Read::Done(tallies)) => {
+                    counted.absorb(tallies);
+                    self.read.push((i, ended));
+                    if counted.len() >= opts.tally_limit {
+                        send_cells(&mut tx, &pieces, &mut counted.cells)?;
+                    }
+                }
+                Ok(Read::Duplicate(earlier, sha)) => {
+                    self.outcomes[i] = Some(record_skipped(control, job, earlier, &sha)?);
+                }
+                Err(e) => {
+                    // Redacted before it is stored: job records and notifications never carry a password.
+                    let error = crate::redact::redact(&failure(name, job, false, &e));
+                    self.outcomes[i] = Some(record_failed(control, job, &error, ended)?);
+                    if broken {
+                        return Err(
+                            e.context(format!("while loading {name}, in the same transaction"))
+                        );
+                    }
+                }
+            }
+        }
+        if self.read.is_empty() {
+            return Ok(()); // nothing to commit: the transaction rolls back
+        }
+        send_cells(&mut tx, &pieces, &mut counted.cells)?;
+        let loaded: i64 = self.read.iter().map(|(_, e)| e.rows).sum();
+        finish(&mut tx, &range, loaded, &counted)?;
+        self.committing = true;
+        tx.commit().context("while committing the trips")
+    }
+}
+
+/// Loads a file of a batch in a savepoint of its own, kept if the file is done, rolled back otherwise;
+/// true beside the file's result if the savepoint could not be ended (the transaction is broken).
+fn load_in_savepoint(
+    loader: &mut Loader,
+    tx: &mut postgres::Transaction<'_>,
+    pieces: &Pieces,
+) -> Result<(Result<Read>, bool)> {
+    let mut savepoint = tx.savepoint("file")?;
+    let result = loader.load(&mut savepoint, pieces);
+    let end = match result {
+        Ok(Read::Done(_)) => savepoint.commit(),
+        _ => savepoint.rollback(),
+    };
+    Ok(match (result, end) {
+        (result, Ok(())) => (result, false),
+        (Err(e), Err(_)) => (Err(e), true),
+        (Ok(_), Err(e)) => (Err(e).context("while ending the file's savepoint"), true),
+    })
 }
 
 /// ingest_finish (db/007_pieces.sql): the pieces indexed and attached, the small rollups added.

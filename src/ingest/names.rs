@@ -43,12 +43,7 @@ impl Dim {
 impl Names {
     /// The key of a region or datasource name: from the cache, or else from `ask` (which gets the
     /// database's, `register`).
-    pub fn key(
-        &mut self,
-        dim: Dim,
-        name: &str,
-        ask: impl FnOnce() -> Result<i16>,
-    ) -> Result<i16> {
+    pub fn key(&mut self, dim: Dim, name: &str, ask: impl FnOnce() -> Result<i16>) -> Result<i16> {
         let cache = match dim {
             Dim::Region => &mut self.regions,
             Dim::Datasource => &mut self.datasources,

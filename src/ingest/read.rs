@@ -7,10 +7,10 @@
 //! loading thread for (`Msg::Name`). Each file's messages end with `End` or `Failed`; a full channel holds
 //! the reader back, so memory stays bounded by [`READ_AHEAD`] messages.
 
-use super::{Options, Source};
 use super::names::{self, Dim, Names};
 use super::rejects::{Rejects, open_rejects};
 use super::tally::{CellTally, Tallies};
+use super::{Options, Source};
 use crate::copy::RowEncoder;
 use crate::input::{self, Input};
 use crate::parse::{self, Invalid, Layout};
@@ -18,9 +18,9 @@ use crate::status::human_bytes;
 use anyhow::{Context, Result, anyhow};
 use csv::ByteRecord;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, SyncSender, channel};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// How many messages the reader may be ahead of the loading thread: a few 1 MiB chunks of rows, or a few
@@ -56,7 +56,10 @@ pub enum Msg {
         sha256: String,
     },
     /// The file failed; without `Opened` before it, it could not be opened.
-    Failed { counts: Counts, error: anyhow::Error },
+    Failed {
+        counts: Counts,
+        error: anyhow::Error,
+    },
 }
 
 /// A file's counters so far.
