@@ -111,7 +111,10 @@ pub struct Bounded<R> {
 
 impl<R: Read> Read for Bounded<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let room = self.limit.load(Ordering::Relaxed).saturating_sub(self.delivered);
+        let room = self
+            .limit
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.delivered);
         if room == 0 && !buf.is_empty() {
             return Err(io::Error::other(RecordTooLong));
         }
