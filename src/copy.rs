@@ -1,9 +1,9 @@
 //! Hand-encoding rows in PostgreSQL's binary COPY format.
 //!
 //! Rows are appended to one large buffer that is handed to the COPY whenever it passes [`FLUSH_AT`]; there
-//! is no per-row dynamic dispatch and no small write. The loader encodes two kinds of
-//! rows, each a sequence of big-endian fields preceded by their lengths: trips (`trip_rows`,
-//! db/005_trips.sql) and the cell tally (`trip_cells`, db/006_tallies.sql).
+//! is no per-row dynamic dispatch and no small write. The loader encodes two kinds of rows, each a
+//! sequence of big-endian fields preceded by their lengths: trips (`trip_rows`, db/005_trips.sql) and the
+//! cell tally (`trip_cells`, db/006_tallies.sql).
 
 use crate::parse::Trip;
 
