@@ -12,6 +12,10 @@ bench_start() {
     COMMIT="$(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet || echo ' (with uncommitted changes)')"
     ensure_postgis
     start_cluster pg "$PORT" trips
+    # pg_cron's launcher wants the database it is configured for (scripts/run.sh makes it too); without it,
+    # it is restarted every second, a process and a log line each time, during every measurement.
+    psql_at "$PORT" postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'trips'" | grep -q 1 ||
+        psql_at "$PORT" postgres -c "CREATE DATABASE trips" >/dev/null
     cd "$REPO"
     cargo build --release --quiet --bin trips "$@"
     WORK=$(mktemp -d /tmp/trips-bench.XXXXXX)
