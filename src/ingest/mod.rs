@@ -164,7 +164,6 @@ fn load_batch(
     opened(jobs[0]);
     let mut batch = Batch {
         names: sources.iter().map(|s| s.name).collect(),
-        alone: sources.len() == 1,
         outcomes: jobs.iter().map(|_| None).collect(),
         read: Vec::new(),
         committing: false,
@@ -180,7 +179,6 @@ fn load_batch(
     let Batch {
         jobs,
         names,
-        alone,
         mut outcomes,
         read,
         committing,
@@ -206,7 +204,7 @@ fn load_batch(
             let mut gone = read;
             gone.extend(unread);
             for (i, ended) in gone {
-                let error = if alone {
+                let error = if jobs.len() == 1 {
                     failure(names[i], jobs[i], committing, &e)
                 } else {
                     batch_failure(names[i], jobs[i], committing, &e)
@@ -236,7 +234,6 @@ struct Batch<'a> {
     /// Consecutive.
     jobs: Vec<i32>,
     names: Vec<&'a str>,
-    alone: bool,
     /// Failed or skipped files; loaded ones are told once the transaction commits.
     outcomes: Vec<Option<Outcome>>,
     /// The files read whole and marked done in the transaction, waiting for its commit.
@@ -246,6 +243,11 @@ struct Batch<'a> {
 }
 
 impl Batch<'_> {
+    /// One file, loaded without a savepoint (and so written frozen).
+    fn alone(&self) -> bool {
+        self.jobs.len() == 1
+    }
+
     /// The batch's transaction: its pieces made, each file loaded from the reading thread's `messages`
     /// (failed or skipped alone, in its savepoint), the tallies sent, the pieces finished, the commit.
     fn transaction(
@@ -268,7 +270,7 @@ impl Batch<'_> {
             trips: begun.get(0),
             cells: begun.get(1),
             first_job: *range.start(),
-            freeze: self.alone,
+            freeze: self.alone(),
         };
         let mut counted = Tallies::new();
         for i in 0..self.jobs.len() {
@@ -286,7 +288,7 @@ impl Batch<'_> {
                 self.outcomes[i] = Some(record_failed(control, job, &format!("{e:#}"), ended)?);
                 continue;
             }
-            let (result, broken) = if self.alone {
+            let (result, broken) = if self.alone() {
                 (loader.load(&mut tx, &pieces), false)
             } else {
                 load_in_savepoint(&mut loader, &mut tx, &pieces)?
