@@ -11,6 +11,11 @@ TRIPS=$REPO/target/release/trips
 bench_start() {
     COMMIT="$(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet || echo ' (with uncommitted changes)')"
     ensure_postgis
+    # The loader's peak memory and CPU time are measured with GNU time.
+    if [ ! -x /usr/bin/time ]; then
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends time >&2
+    fi
     start_cluster pg "$PORT" trips
     # pg_cron's launcher wants the database it is configured for (scripts/run.sh makes it too); without it,
     # it is restarted every second, a process and a log line each time, during every measurement.

@@ -46,12 +46,9 @@ done
 [ ${#SPREADS[@]} -gt 0 ] || SPREADS=(dense wide)
 [ ${#FILES[@]} -gt 0 ] || FILES=(100 2000)
 
-missing=()
-command -v ogr2ogr >/dev/null || missing+=(gdal-bin)
-[ -x /usr/bin/time ] || missing+=(time)
-if [ ${#missing[@]} -gt 0 ]; then
+if ! command -v ogr2ogr >/dev/null; then
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gdal-bin >&2
 fi
 python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install --quiet matplotlib
 
