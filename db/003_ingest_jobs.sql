@@ -29,13 +29,13 @@ CREATE INDEX ingest_jobs_content ON ingest_jobs (content_sha256) WHERE state = '
 -- Advisory lock namespace of this project: (7217, job id) is held by the loader's session while it works on
 -- that job. A job that is not finished and whose lock is free has lost its loader. 7218 serializes two
 -- loaders finishing the same content; 7219 lets one merge run at a time; (7220, 0) is held shared by every
--- loader's session from ingest_jobs_open to ingest_job_close, so that no name a loader uses is removed under
+-- loader's session from ingest_jobs_open to ingest_jobs_close, so that no name a loader uses is removed under
 -- it (forget_unused_names, 007_pieces.sql); (7221, 0) makes the opening of jobs take turns (ingest_jobs_open).
 CREATE FUNCTION ingest_lock_class() RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT 7217';
 
 -- Open the jobs of files loaded in one transaction (one file, or a batch of small files: src/ingest/mod.rs)
 -- and take their session locks in the same transaction, so no one can see a job without them.
--- ingest_job_close (007_pieces.sql) releases them. The jobs' ids are consecutive, in the order of `files`:
+-- ingest_jobs_close (007_pieces.sql) releases them. The jobs' ids are consecutive, in the order of `files`:
 -- the batch lands as one piece covering its range of jobs (007_pieces.sql), so no other job may fall
 -- inside it. The advisory lock (7221, 0) makes openings take turns for the moment of the insert.
 CREATE FUNCTION ingest_jobs_open(files text[], total_bytes bigint[], forced boolean) RETURNS SETOF integer

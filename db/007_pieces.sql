@@ -236,20 +236,24 @@ END
 $$;
 
 -- Loading, the end, whatever the outcome (from the loader's autocommit connection, after the commit or
--- rollback): release the job's session locks, then forget the names no committed trip uses. Returns how
--- many names were forgotten.
-CREATE FUNCTION ingest_job_close(job integer) RETURNS integer
+-- rollback): release the session locks of the jobs opened together, then forget the names no committed
+-- trip uses. Returns how many names were forgotten.
+CREATE FUNCTION ingest_jobs_close(jobs integer[]) RETURNS integer
 LANGUAGE plpgsql AS $$
+DECLARE
+    job integer;
 BEGIN
-    PERFORM pg_advisory_unlock(ingest_lock_class(), job);
-    PERFORM pg_advisory_unlock_shared(ingest_lock_class() + 3, 0);
+    FOREACH job IN ARRAY jobs LOOP
+        PERFORM pg_advisory_unlock(ingest_lock_class(), job);
+        PERFORM pg_advisory_unlock_shared(ingest_lock_class() + 3, 0);
+    END LOOP;
     RETURN forget_unused_names();
 END
 $$;
 
 -- Removes the region and datasource names that no committed trip uses: those first met in files that
 -- failed, or whose loader was killed. Only while no loader is working (each holds (7220, 0) shared from
--- ingest_jobs_open to ingest_job_close), so a name is never removed between a loader's dimension_id() and
+-- ingest_jobs_open to ingest_jobs_close), so a name is never removed between a loader's dimension_id() and
 -- its commit; when loaders are working it does nothing, and the last one to finish does it. Runs as the
 -- owner, so that a trips_loader login needs no right to delete names.
 CREATE FUNCTION forget_unused_names() RETURNS integer

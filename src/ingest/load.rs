@@ -9,7 +9,7 @@ use super::tally::{CellTally, Tallies};
 use crate::copy::RowEncoder;
 use crate::status::Printer;
 use anyhow::{Context, Result, anyhow};
-use postgres::Client;
+use postgres::{Client, Statement};
 use std::io::Write;
 use std::ops::RangeInclusive;
 use std::sync::mpsc::Receiver;
@@ -25,6 +25,43 @@ pub(super) struct Pieces {
     pub freeze: bool,
 }
 
+/// The statements every file of a batch runs, prepared once per batch: a statement given as text is
+/// prepared anew each time it runs, one more round trip, and the round trips of a file, one after another,
+/// are what a batch of small files waits on (docs/store.md, "Batches of small files").
+pub(super) struct Statements {
+    /// On the control connection: a job's state and counters; the trigger on ingest_jobs notifies.
+    progress: Statement,
+    /// In the batch's transaction: the COPY into the trips' piece.
+    copy_trips: Statement,
+    /// In the batch's transaction: ingest_job_done (db/007_pieces.sql).
+    job_done: Statement,
+}
+
+impl Statements {
+    pub(super) fn prepare(
+        control: &mut Client,
+        tx: &mut postgres::Transaction<'_>,
+        pieces: &Pieces,
+    ) -> Result<Statements> {
+        let preparing = "while preparing the statements of the load";
+        Ok(Statements {
+            progress: control
+                .prepare(
+                    "UPDATE ingest_jobs
+                        SET state = $2, rows = $3, rejected = $4, bytes = $5, rejects_file = $6
+                      WHERE id = $1",
+                )
+                .context(preparing)?,
+            copy_trips: tx
+                .prepare(&copy_statement(&pieces.trips, pieces.freeze))
+                .context(preparing)?,
+            job_done: tx
+                .prepare("SELECT ingest_job_done($1, $2, $3, $4)")
+                .context(preparing)?,
+        })
+    }
+}
+
 /// How a file ended in its batch's transaction.
 pub(super) enum Read {
     /// Its rows are sent and its job is marked done, to be committed with the batch; what it counted.
@@ -37,6 +74,7 @@ pub(super) enum Read {
 /// database.
 pub struct Loader<'a> {
     control: &'a mut Client,
+    statements: &'a Statements,
     printer: &'a mut Printer,
     job: i32,
     /// The jobs of the batch this file is part of.
@@ -51,6 +89,7 @@ pub struct Loader<'a> {
 impl<'a> Loader<'a> {
     pub(super) fn new(
         control: &'a mut Client,
+        statements: &'a Statements,
         printer: &'a mut Printer,
         job: i32,
         batch: RangeInclusive<i32>,
@@ -58,6 +97,7 @@ impl<'a> Loader<'a> {
     ) -> Loader<'a> {
         Loader {
             control,
+            statements,
             printer,
             job,
             batch,
@@ -87,7 +127,9 @@ impl<'a> Loader<'a> {
         pieces: &Pieces,
     ) -> Result<Read> {
         loop {
-            let mut copy = copy_into(tx, &pieces.trips, pieces.freeze)?;
+            let mut copy = tx
+                .copy_in(&self.statements.copy_trips)
+                .with_context(|| format!("while starting the COPY into {}", pieces.trips))?;
             let after_rows = loop {
                 match self.next()? {
                     Msg::Rows(rows) => copy
@@ -165,7 +207,7 @@ impl<'a> Loader<'a> {
     fn job_done(&self, tx: &mut postgres::Transaction<'_>, sha: &str) -> Result<Option<i32>> {
         Ok(tx
             .query_one(
-                "SELECT ingest_job_done($1, $2, $3, $4)",
+                &self.statements.job_done,
                 &[&self.job, &sha, &self.counts.rows, &self.counts.rejected],
             )
             .context("while committing the trips")?
@@ -173,7 +215,7 @@ impl<'a> Loader<'a> {
     }
 
     /// Writes the counters to the job row, which notifies every listener, and shows what comes back.
-    fn progress(&mut self, state: &str) -> Result<()> {
+    pub(super) fn progress(&mut self, state: &str) -> Result<()> {
         let counts = &self.counts;
         let bytes = counts.bytes as i64;
         let rejects_file = counts
@@ -182,9 +224,7 @@ impl<'a> Loader<'a> {
             .map(|p| p.display().to_string());
         self.control
             .execute(
-                "UPDATE ingest_jobs
-                    SET state = $2, rows = $3, rejected = $4, bytes = $5, rejects_file = $6
-                  WHERE id = $1",
+                &self.statements.progress,
                 &[
                     &self.job,
                     &state,
@@ -210,7 +250,9 @@ pub(super) fn send_cells(
     let started = Instant::now();
     let cell_weeks = cells.0.len();
     let sending = "while sending the cell tally to the database";
-    let mut copy = copy_into(tx, &pieces.cells, pieces.freeze)?;
+    let mut copy = tx
+        .copy_in(&copy_statement(&pieces.cells, pieces.freeze))
+        .with_context(|| format!("while starting the COPY into {}", pieces.cells))?;
     let mut rows = RowEncoder::new();
     for (key, trips, weeks, week_trips) in cells.drain_sorted() {
         rows.cell(pieces.first_job, &key, trips, &weeks, &week_trips);
@@ -228,13 +270,9 @@ pub(super) fn send_cells(
     Ok(())
 }
 
-/// Starts a binary COPY; `freeze` for a table created in this (sub)transaction (rows are written frozen).
-fn copy_into<'a>(
-    tx: &'a mut postgres::Transaction<'_>,
-    table: &str,
-    freeze: bool,
-) -> Result<postgres::CopyInWriter<'a>> {
+/// A binary COPY into `table`; `freeze` for a table created in this (sub)transaction (rows are written
+/// frozen).
+fn copy_statement(table: &str, freeze: bool) -> String {
     let freeze = if freeze { ", FREEZE" } else { "" };
-    tx.copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary{freeze})"))
-        .with_context(|| format!("while starting the COPY into {table}"))
+    format!("COPY {table} FROM STDIN (FORMAT binary{freeze})")
 }

@@ -26,7 +26,7 @@ mod tally;
 use crate::input;
 use crate::status::{self, Printer};
 use anyhow::{Context, Result};
-use load::{Loader, Pieces, Read, send_cells};
+use load::{Loader, Pieces, Read, Statements, send_cells};
 use postgres::Client;
 use read::Msg;
 use std::ops::RangeInclusive;
@@ -272,17 +272,15 @@ impl Batch<'_> {
             first_job: *range.start(),
             freeze: self.alone(),
         };
+        let statements = Statements::prepare(control, &mut tx, &pieces)?;
         let mut counted = Tallies::new();
         for i in 0..self.jobs.len() {
             let (job, name) = (self.jobs[i], self.names[i]);
             printer.end_line();
-            control.execute(
-                "UPDATE ingest_jobs SET state = 'loading' WHERE id = $1",
-                &[&job],
-            )?;
-            relay(control, printer, job, &range)?;
             let started = Instant::now();
-            let mut loader = Loader::new(control, printer, job, range.clone(), &messages);
+            let mut loader =
+                Loader::new(control, &statements, printer, job, range.clone(), &messages);
+            loader.progress("loading")?;
             if let Err(e) = loader.opened() {
                 let ended = Ended::before_reading();
                 self.outcomes[i] = Some(record_failed(control, job, &format!("{e:#}"), ended)?);
@@ -456,7 +454,7 @@ fn open_jobs(control: &mut Client, sources: &[Source], force: bool) -> Result<Ve
     Ok(jobs)
 }
 
-/// Shows the jobs' last events, then releases the jobs (ingest_job_close in db/007_pieces.sql).
+/// Shows the jobs' last events, then releases the jobs (ingest_jobs_close in db/007_pieces.sql).
 fn close(control: &mut Client, printer: &mut Printer, jobs: &[i32]) -> Result<()> {
     // The final events: `done` is sent when the loading transaction commits, on another connection, so
     // they may still be on their way; the others were sent by the statements above.
@@ -477,16 +475,12 @@ fn close(control: &mut Client, printer: &mut Printer, jobs: &[i32]) -> Result<()
         }
     }
     printer.end_line();
-    for &job in jobs {
-        let forgotten: i32 = control
-            .query_one("SELECT ingest_job_close($1)", &[&job])
-            .context("while closing the job")?
-            .get(0);
-        if forgotten > 0 {
-            log::debug!(
-                "forgot {forgotten} region or datasource name(s) that no committed trip uses"
-            );
-        }
+    let forgotten: i32 = control
+        .query_one("SELECT ingest_jobs_close($1)", &[&jobs])
+        .context("while closing the jobs")?
+        .get(0);
+    if forgotten > 0 {
+        log::debug!("forgot {forgotten} region or datasource name(s) that no committed trip uses");
     }
     Ok(())
 }
