@@ -18,6 +18,30 @@ pub struct RowEncoder {
     buf: Vec<u8>,
 }
 
+/// A trip as a `trip_rows` row holds it: its names as keys (db/002_names.sql).
+#[derive(Clone, Copy)]
+pub struct TripRow {
+    pub region: i16,
+    pub datasource: i16,
+    /// Microseconds since 2000-01-01 00:00:00 (PostgreSQL's binary `timestamp`).
+    pub departed_at: i64,
+    /// (lon, lat) in units of 1e-7 degree.
+    pub origin: [i32; 2],
+    pub destination: [i32; 2],
+}
+
+impl TripRow {
+    pub fn new(region: i16, datasource: i16, trip: &Trip) -> TripRow {
+        TripRow {
+            region,
+            datasource,
+            departed_at: trip.departed_at,
+            origin: trip.origin,
+            destination: trip.destination,
+        }
+    }
+}
+
 impl RowEncoder {
     /// A buffer that starts with the COPY header.
     pub fn new() -> Self {
@@ -30,11 +54,11 @@ impl RowEncoder {
 
     /// A `trip_rows` row: job, region, datasource, departure (int8 microseconds since 2000-01-01: the binary
     /// `timestamp`), then origin and destination as int4 1e-7 degrees.
-    pub fn trip(&mut self, job: i32, region: i16, datasource: i16, trip: &Trip) {
+    pub fn trip(&mut self, job: i32, trip: &TripRow) {
         self.start(8);
         self.field(&job.to_be_bytes());
-        self.field(&region.to_be_bytes());
-        self.field(&datasource.to_be_bytes());
+        self.field(&trip.region.to_be_bytes());
+        self.field(&trip.datasource.to_be_bytes());
         self.field(&trip.departed_at.to_be_bytes());
         for v in trip.origin.iter().chain(&trip.destination) {
             self.field(&v.to_be_bytes());
@@ -124,7 +148,7 @@ mod tests {
             destination: [4, 5],
         };
         let mut enc = RowEncoder::new();
-        enc.trip(7, 1, 2, &trip);
+        enc.trip(7, &TripRow::new(1, 2, &trip));
         let body = body(enc);
         // 2 (field count) + 3 * 4 (lengths) + 4 + 2 + 2 + 4 (length) + 8 + 4 * (4 + 4), then the trailer.
         assert_eq!(body.len(), 2 + 12 + 8 + 4 + 8 + 32 + 2);

@@ -26,8 +26,8 @@ pub(super) struct Pieces {
 }
 
 /// The statements every file of a batch runs, prepared once per batch: a statement given as text is
-/// prepared anew each time it runs, one more round trip, and the round trips of a file, one after another,
-/// are what a batch of small files waits on (docs/store.md, "Batches of small files").
+/// prepared anew each time it runs, one more round trip per statement and file (docs/store.md, "Round
+/// trips per file").
 pub(super) struct Statements {
     /// On the control connection: a job's state and counters; the trigger on ingest_jobs notifies.
     progress: Statement,

@@ -155,7 +155,7 @@ const CELL_SIZE: [i32; 3] = [0, 1_000_000, 100_000];
 const CELLS_PER_DEGREE: [i32; 3] = [0, 10, 100];
 
 /// The key of the cell holding (lon, lat) at `level`: trip_cell() of db/004_cells.sql.
-fn cell_key(level: u8, lon: i32, lat: i32) -> i32 {
+pub fn cell_key(level: u8, lon: i32, lat: i32) -> i32 {
     let (size, per_degree) = (CELL_SIZE[level as usize], CELLS_PER_DEGREE[level as usize]);
     (lat.div_euclid(size) + 90 * per_degree) * (360 * per_degree + 1)
         + lon.div_euclid(size)
