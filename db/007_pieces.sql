@@ -80,8 +80,8 @@ DECLARE
     name constant text := prefix || trip_piece_table(parent, first_job, last_job);
     columns text;
 BEGIN
-    SELECT string_agg(format('%I %s NOT NULL', attname, format_type(atttypid, atttypmod)), ', '
-                      ORDER BY attnum)
+    SELECT string_agg(format('%I %s', attname, format_type(atttypid, atttypmod))
+                      || CASE WHEN attnotnull THEN ' NOT NULL' ELSE '' END, ', ' ORDER BY attnum)
       INTO columns
       FROM pg_attribute
      WHERE attrelid = parent::regclass AND attnum > 0 AND NOT attisdropped;
@@ -282,12 +282,12 @@ LANGUAGE sql IMMUTABLE AS $$
             'SELECT * FROM (%s) AS p ORDER BY trip_cell(2, origin_lon, origin_lat)', parts)
         WHEN 'trip_cells' THEN format($q$
             WITH per_week AS (
-                SELECT p.side, p.level, p.cell, u.week, sum(u.n) AS n
+                SELECT p.side, p.level, p.cell, u.week, sum(coalesce(u.n, 1)) AS n
                   FROM (%s) AS p, unnest(p.weeks, p.week_trips) AS u(week, n)
                  GROUP BY 1, 2, 3, 4
             )
-            SELECT %s, side, level, cell, sum(n)::bigint, array_agg(week ORDER BY week),
-                   array_agg(n::integer ORDER BY week)
+            SELECT %s, side, level, cell, array_agg(week ORDER BY week),
+                   CASE WHEN max(n) > 1 THEN array_agg(n::integer ORDER BY week) END
               FROM per_week GROUP BY side, level, cell$q$, parts, first_job)
     END
 $$;

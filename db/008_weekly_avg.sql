@@ -205,7 +205,8 @@ DECLARE
     whole bigint;
     cut bigint;
 BEGIN
-    SELECT coalesce(sum(c.trips), 0) INTO whole
+    SELECT coalesce(sum(CASE WHEN c.week_trips IS NULL THEN cardinality(c.weeks)
+                             ELSE (SELECT sum(n) FROM unnest(c.week_trips) AS n) END), 0) INTO whole
       FROM trip_cells c
      WHERE c.side = trip_area_count.side
        AND ((c.level = 1 AND c.cell = ANY (cells.whole_l1)) OR (c.level = 2 AND c.cell = ANY (cells.whole_l2)));
@@ -242,7 +243,7 @@ BEGIN
     END IF;
     RETURN QUERY
     WITH whole AS (
-        SELECT u.week, sum(u.n)::bigint AS n
+        SELECT u.week, sum(coalesce(u.n, 1))::bigint AS n
           FROM trip_cells c, unnest(c.weeks, c.week_trips) AS u(week, n)
          WHERE c.side = trip_side_weeks.side
            AND ((c.level = 1 AND c.cell = ANY (cells.whole_l1)) OR (c.level = 2 AND c.cell = ANY (cells.whole_l2)))

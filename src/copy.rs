@@ -65,17 +65,20 @@ impl RowEncoder {
         }
     }
 
-    /// A `trip_cells` row: job, side, level, cell key, trips, then the weeks with trips (ascending) and
-    /// the trips of each, as int4 arrays.
-    pub fn cell(&mut self, job: i32, key: &CellKey, trips: i64, weeks: &[i32], week_trips: &[i32]) {
-        self.start(7);
+    /// A `trip_cells` row: job, side, level, cell key, then the weeks with trips (ascending) and the
+    /// trips of each, as int4 arrays; the second is NULL when every week has one trip.
+    pub fn cell(&mut self, job: i32, key: &CellKey, weeks: &[i32], week_trips: &[i32]) {
+        self.start(6);
         self.field(&job.to_be_bytes());
         self.field(&i16::from(key.side).to_be_bytes());
         self.field(&i16::from(key.level).to_be_bytes());
         self.field(&key.cell.to_be_bytes());
-        self.field(&trips.to_be_bytes());
         self.array(INT4_OID, weeks.iter().map(|w| w.to_be_bytes()));
-        self.array(INT4_OID, week_trips.iter().map(|n| n.to_be_bytes()));
+        if week_trips.iter().all(|&n| n == 1) {
+            self.null();
+        } else {
+            self.array(INT4_OID, week_trips.iter().map(|n| n.to_be_bytes()));
+        }
     }
 
     /// A one-dimensional array without NULL elements (binary array format: dimensions, flags, element
@@ -97,6 +100,10 @@ impl RowEncoder {
 
     fn start(&mut self, fields: i16) {
         self.buf.extend_from_slice(&fields.to_be_bytes());
+    }
+
+    fn null(&mut self) {
+        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
     }
 
     fn field(&mut self, value: &[u8]) {
@@ -165,18 +172,34 @@ mod tests {
             cell: -5,
         };
         let mut enc = RowEncoder::new();
-        enc.cell(9, &key, 7, &[-3, 10], &[4, 3]);
+        enc.cell(9, &key, &[-3, 10], &[4, 3]);
         let body = body(enc);
-        // field count; job int4, side and level int2, cell int4, trips int8; two int4[2]; trailer.
+        // field count; job int4, side and level int2, cell int4; two int4[2]; trailer.
         let array = 4 + 20 + 2 * 8;
-        assert_eq!(&body[..2], &7i16.to_be_bytes());
-        assert_eq!(body.len(), 2 + 8 + 6 + 6 + 8 + 12 + 2 * array + 2);
-        let weeks = 2 + 8 + 6 + 6 + 8 + 12;
+        assert_eq!(&body[..2], &6i16.to_be_bytes());
+        assert_eq!(body.len(), 2 + 8 + 6 + 6 + 8 + 2 * array + 2);
+        let weeks = 2 + 8 + 6 + 6 + 8;
         assert_eq!(&body[weeks + 12..weeks + 16], &INT4_OID.to_be_bytes());
         assert_eq!(&body[weeks + 28..weeks + 32], &(-3i32).to_be_bytes());
         assert_eq!(
             &body[weeks + array + 28..weeks + array + 32],
             &4i32.to_be_bytes()
         );
+    }
+
+    #[test]
+    fn a_cell_with_one_trip_in_each_week_sends_no_week_trips() {
+        let key = CellKey {
+            side: 1,
+            level: 2,
+            cell: 7,
+        };
+        let mut enc = RowEncoder::new();
+        enc.cell(9, &key, &[3, 10, 11], &[1, 1, 1]);
+        let body = body(enc);
+        let weeks = 2 + 8 + 6 + 6 + 8;
+        let array = 4 + 20 + 3 * 8;
+        assert_eq!(body.len(), weeks + array + 4 + 2);
+        assert_eq!(&body[weeks + array..weeks + array + 4], &(-1i32).to_be_bytes());
     }
 }

@@ -62,7 +62,7 @@ fn a_loader_login_ingests_and_watches_and_can_change_nothing_else() {
         "UPDATE region_datasource_stats SET trips = 0",
         // The job's own table, once attached, is closed to the loader.
         "INSERT INTO trip_rows_j1 VALUES (1, 1, 1, now(), 0, 0, 0, 0)",
-        "INSERT INTO trip_cells_j1 VALUES (1, 1, 1, 0, 1, '{0}', '{1}')",
+        "INSERT INTO trip_cells_j1 VALUES (1, 1, 1, 0, '{0}', '{1}')",
         "DELETE FROM trip_pieces",
         "SELECT rebuild_rollups()",
         "REFRESH MATERIALIZED VIEW trip_groups",

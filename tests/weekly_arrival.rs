@@ -448,4 +448,12 @@ fn a_merge_killed_at_any_moment_changes_nothing_and_readers_are_not_held_up() {
     assert_eq!(answers(&mut client), expected);
     let (catalogued, tables) = piece_tables(&db);
     assert_eq!(catalogued, tables);
+    // The merged tally, like the loader's, keeps the trips of each week only for cells with a week of
+    // several trips.
+    assert_eq!(
+        db.count("SELECT count(*) FROM trip_cells WHERE 1 = ALL (week_trips)"),
+        0
+    );
+    assert!(db.count("SELECT count(*) FROM trip_cells WHERE week_trips IS NULL") > 0);
+    assert!(db.count("SELECT count(*) FROM trip_cells WHERE week_trips IS NOT NULL") > 0);
 }

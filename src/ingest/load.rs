@@ -254,8 +254,8 @@ pub(super) fn send_cells(
         .copy_in(&copy_statement(&pieces.cells, pieces.freeze))
         .with_context(|| format!("while starting the COPY into {}", pieces.cells))?;
     let mut rows = RowEncoder::new();
-    for (key, trips, weeks, week_trips) in cells.drain_sorted() {
-        rows.cell(pieces.first_job, &key, trips, &weeks, &week_trips);
+    for (key, weeks, week_trips) in cells.drain_sorted() {
+        rows.cell(pieces.first_job, &key, &weeks, &week_trips);
         if rows.is_full() {
             copy.write_all(&rows.take()).context(sending)?;
         }

@@ -128,9 +128,8 @@ impl CellTally {
         }
     }
 
-    /// Each cell once, in key order, with its trips and its weeks with the trips of each; empties the
-    /// tally.
-    pub fn drain_sorted(&mut self) -> Vec<(CellKey, i64, Vec<i32>, Vec<i32>)> {
+    /// Each cell once, in key order, with its weeks and the trips of each; empties the tally.
+    pub fn drain_sorted(&mut self) -> Vec<(CellKey, Vec<i32>, Vec<i32>)> {
         let mut entries: Vec<((CellKey, i32), i32)> = self.0.drain().collect();
         entries.sort_unstable();
         entries
@@ -138,12 +137,7 @@ impl CellTally {
             .map(|run| {
                 let weeks = run.iter().map(|e| e.0.1).collect();
                 let trips = run.iter().map(|e| e.1).collect();
-                (
-                    run[0].0.0,
-                    run.iter().map(|e| i64::from(e.1)).sum(),
-                    weeks,
-                    trips,
-                )
+                (run[0].0.0, weeks, trips)
             })
             .collect()
     }
@@ -217,17 +211,17 @@ mod tests {
         let origins_l2: Vec<_> = sent
             .iter()
             .filter(|c| c.0.side == 1 && c.0.level == 2)
-            .map(|c| (c.0.cell - cell_key(2, 0, 0), c.1, c.2.clone(), c.3.clone()))
+            .map(|c| (c.0.cell - cell_key(2, 0, 0), c.1.clone(), c.2.clone()))
             .collect();
         assert_eq!(
             origins_l2,
-            [(0, 3, vec![0, 4], vec![2, 1]), (2, 1, vec![0], vec![1])]
+            [(0, vec![0, 4], vec![2, 1]), (2, vec![0], vec![1])]
         );
         let destinations_l1: Vec<_> = sent
             .iter()
             .filter(|c| c.0.side == 2 && c.0.level == 1)
-            .map(|c| (c.1, c.2.clone(), c.3.clone()))
+            .map(|c| (c.1.clone(), c.2.clone()))
             .collect();
-        assert_eq!(destinations_l1, [(4, vec![0, 4], vec![3, 1])]);
+        assert_eq!(destinations_l1, [(vec![0, 4], vec![3, 1])]);
     }
 }
