@@ -65,19 +65,21 @@ impl RowEncoder {
         }
     }
 
-    /// A `trip_cells` row: job, side, level, cell key, then the weeks with trips (ascending) and the
-    /// trips of each, as int4 arrays; the second is NULL when every week has one trip.
-    pub fn cell(&mut self, job: i32, key: &CellKey, weeks: &[i32], week_trips: &[i32]) {
+    /// A `trip_cells` row from the tally entries of one cell, weeks ascending: job, side, level, cell
+    /// key, then the weeks and the trips of each as int4 arrays; the second is NULL when every week has
+    /// one trip.
+    pub fn cell(&mut self, job: i32, entries: &[CellWeek]) {
+        let key = entries[0].0;
         self.start(6);
         self.field(&job.to_be_bytes());
         self.field(&i16::from(key.side).to_be_bytes());
         self.field(&i16::from(key.level).to_be_bytes());
         self.field(&key.cell.to_be_bytes());
-        self.array(INT4_OID, weeks.iter().map(|w| w.to_be_bytes()));
-        if week_trips.iter().all(|&n| n == 1) {
+        self.array(INT4_OID, entries.iter().map(|e| e.1.to_be_bytes()));
+        if entries.iter().all(|e| e.2 == 1) {
             self.null();
         } else {
-            self.array(INT4_OID, week_trips.iter().map(|n| n.to_be_bytes()));
+            self.array(INT4_OID, entries.iter().map(|e| e.2.to_be_bytes()));
         }
     }
 
@@ -130,12 +132,16 @@ impl RowEncoder {
 
 /// A cell of one end of a trip (side 1 origin, 2 destination) at one level of the grid
 /// (db/004_cells.sql), by its key.
-#[derive(Hash, PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
+#[derive(Debug, Hash, PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
 pub struct CellKey {
     pub side: u8,
     pub level: u8,
     pub cell: i32,
 }
+
+/// An entry of the cell tally: a cell, a week (trip_week()), and the trips with that end in the cell
+/// that week.
+pub type CellWeek = (CellKey, i32, i32);
 
 #[cfg(test)]
 mod tests {
@@ -172,7 +178,7 @@ mod tests {
             cell: -5,
         };
         let mut enc = RowEncoder::new();
-        enc.cell(9, &key, &[-3, 10], &[4, 3]);
+        enc.cell(9, &[(key, -3, 4), (key, 10, 3)]);
         let body = body(enc);
         // field count; job int4, side and level int2, cell int4; two int4[2]; trailer.
         let array = 4 + 20 + 2 * 8;
@@ -195,11 +201,14 @@ mod tests {
             cell: 7,
         };
         let mut enc = RowEncoder::new();
-        enc.cell(9, &key, &[3, 10, 11], &[1, 1, 1]);
+        enc.cell(9, &[(key, 3, 1), (key, 10, 1), (key, 11, 1)]);
         let body = body(enc);
         let weeks = 2 + 8 + 6 + 6 + 8;
         let array = 4 + 20 + 3 * 8;
         assert_eq!(body.len(), weeks + array + 4 + 2);
-        assert_eq!(&body[weeks + array..weeks + array + 4], &(-1i32).to_be_bytes());
+        assert_eq!(
+            &body[weeks + array..weeks + array + 4],
+            &(-1i32).to_be_bytes()
+        );
     }
 }

@@ -159,7 +159,11 @@ fn incremental_rollups_equal_a_rebuild_from_the_trips() {
                 &[],
             )
             .unwrap();
-        (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2))
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2),
+        )
     };
     let incremental = snapshot(&mut client);
     let loaded = forms(&mut client);

@@ -254,8 +254,8 @@ pub(super) fn send_cells(
         .copy_in(&copy_statement(&pieces.cells, pieces.freeze))
         .with_context(|| format!("while starting the COPY into {}", pieces.cells))?;
     let mut rows = RowEncoder::new();
-    for (key, weeks, week_trips) in cells.drain_sorted() {
-        rows.cell(pieces.first_job, &key, &weeks, &week_trips);
+    for cell in cells.drain_sorted().chunk_by(|a, b| a.0 == b.0) {
+        rows.cell(pieces.first_job, cell);
         if rows.is_full() {
             copy.write_all(&rows.take()).context(sending)?;
         }

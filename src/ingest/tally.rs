@@ -1,7 +1,7 @@
 //! What the loader counts while it streams, handed to the database with the file's trips: trips per
 //! cell and week (trip_cells) and per key of a small rollup (db/006_tallies.sql).
 
-use crate::copy::CellKey;
+use crate::copy::{CellKey, CellWeek};
 use crate::parse;
 use rustc_hash::FxHashMap as HashMap;
 
@@ -128,18 +128,15 @@ impl CellTally {
         }
     }
 
-    /// Each cell once, in key order, with its weeks and the trips of each; empties the tally.
-    pub fn drain_sorted(&mut self) -> Vec<(CellKey, Vec<i32>, Vec<i32>)> {
-        let mut entries: Vec<((CellKey, i32), i32)> = self.0.drain().collect();
+    /// The entries in order of cell, then week (so that each cell's weeks are together and ascending);
+    /// empties the tally, whose table is freed before the entries are sorted.
+    pub fn drain_sorted(&mut self) -> Vec<CellWeek> {
+        let mut entries: Vec<CellWeek> = std::mem::take(&mut self.0)
+            .into_iter()
+            .map(|((key, week), n)| (key, week, n))
+            .collect();
         entries.sort_unstable();
         entries
-            .chunk_by(|a, b| a.0.0 == b.0.0)
-            .map(|run| {
-                let weeks = run.iter().map(|e| e.0.1).collect();
-                let trips = run.iter().map(|e| e.1).collect();
-                (run[0].0.0, weeks, trips)
-            })
-            .collect()
     }
 }
 
@@ -193,7 +190,7 @@ mod tests {
     }
 
     #[test]
-    fn the_cell_tally_gives_each_cell_once_with_its_weeks_in_order() {
+    fn the_cell_tally_gives_its_entries_by_cell_then_week() {
         let trip = |lon: i32, day: i64| parse::Trip {
             region: "r",
             datasource: "d",
@@ -208,20 +205,23 @@ mod tests {
         }
         let sent = tally.drain_sorted();
         assert!(tally.0.is_empty());
+        let cell = |side, level, cell| CellKey { side, level, cell };
         let origins_l2: Vec<_> = sent
             .iter()
             .filter(|c| c.0.side == 1 && c.0.level == 2)
-            .map(|c| (c.0.cell - cell_key(2, 0, 0), c.1.clone(), c.2.clone()))
+            .copied()
             .collect();
-        assert_eq!(
-            origins_l2,
-            [(0, vec![0, 4], vec![2, 1]), (2, vec![0], vec![1])]
+        let (o0, o2) = (
+            cell(1, 2, cell_key(2, 0, 0)),
+            cell(1, 2, cell_key(2, 0, 0) + 2),
         );
+        assert!(o0 < o2);
+        assert_eq!(origins_l2, [(o0, 0, 2), (o0, 4, 1), (o2, 0, 1)]);
         let destinations_l1: Vec<_> = sent
             .iter()
             .filter(|c| c.0.side == 2 && c.0.level == 1)
-            .map(|c| (c.1.clone(), c.2.clone()))
+            .map(|c| (c.1, c.2))
             .collect();
-        assert_eq!(destinations_l1, [(vec![0, 4], vec![3, 1])]);
+        assert_eq!(destinations_l1, [(0, 3), (4, 1)]);
     }
 }
