@@ -196,8 +196,9 @@ BEGIN
 END
 $$;
 
--- Trips with their `side` end in the area, over all time: whole cells by their totals, cut cells trip by
--- trip. (Two statements for the two ends: each must name its index's expression.)
+-- Trips with their `side` end in the area, over all time: whole cells from the tally (a row's weeks, one
+-- trip each when week_trips is NULL), cut cells trip by trip. (Two statements for the two ends: each must
+-- name its index's expression.)
 CREATE FUNCTION trip_area_count(area geometry, box box2d, side smallint) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SET jit = off AS $$
 DECLARE
