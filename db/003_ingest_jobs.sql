@@ -8,6 +8,7 @@
 
 CREATE TABLE ingest_jobs (
     id             integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    batch          integer     NOT NULL,                 -- the first of the jobs opened with it (ingest_jobs_open)
     file           text        NOT NULL,                 -- as given on the command line ('-' is stdin)
     total_bytes    bigint,                               -- size on disk; NULL when unknown (stdin)
     bytes          bigint      NOT NULL DEFAULT 0,       -- bytes read so far (compressed bytes for .gz)
@@ -25,55 +26,70 @@ CREATE TABLE ingest_jobs (
 );
 
 CREATE INDEX ingest_jobs_content ON ingest_jobs (content_sha256) WHERE state = 'done';
+-- A content is done once, unless forced: a second job finishing the same content waits here for the first
+-- one's transaction, and fails to be done if it commits (ingest_job_done then says which job holds it).
+CREATE UNIQUE INDEX ingest_jobs_content_once ON ingest_jobs (content_sha256) WHERE state = 'done' AND NOT forced;
+CREATE INDEX ingest_jobs_batch ON ingest_jobs (batch);
 
--- Advisory lock namespace of this project: (7217, job id) is held by the loader's session while it works on
--- that job. A job that is not finished and whose lock is free has lost its loader. 7218 serializes two
--- loaders finishing the same content; 7219 lets one merge run at a time; (7220, 0) is held shared by every
--- loader's session from ingest_jobs_open to ingest_jobs_close, so that no name a loader uses is removed under
--- it (forget_unused_names, 007_pieces.sql); (7221, 0) makes the opening of jobs take turns (ingest_jobs_open).
+-- Advisory lock namespace of this project: (7217, batch) is held by the loader's session while it works on
+-- the jobs opened together with the job `batch`: a job that is not finished and whose batch's lock is free
+-- has lost its loader. (7219, 0) lets one merge run at a time; (7220, 0) is held shared by every loader's
+-- session from ingest_jobs_open to ingest_jobs_close, so that no name a loader uses is removed under it
+-- (forget_unused_names, 007_pieces.sql); (7221, 0) makes the opening of jobs take turns (ingest_jobs_open).
+-- A loader holds these few locks however many files its transaction loads.
 CREATE FUNCTION ingest_lock_class() RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT 7217';
 
 -- Open the jobs of files loaded in one transaction (one file, or a batch of small files: src/ingest/mod.rs)
 -- and take their session locks in the same transaction, so no one can see a job without them.
 -- ingest_jobs_close (007_pieces.sql) releases them. The jobs' ids are consecutive, in the order of `files`:
 -- the batch lands as one piece covering its range of jobs (007_pieces.sql), so no other job may fall
--- inside it. The advisory lock (7221, 0) makes openings take turns for the moment of the insert.
+-- inside it. The advisory lock (7221, 0) makes openings take turns, so the ids taken from the sequence
+-- here are the batch's alone.
 CREATE FUNCTION ingest_jobs_open(files text[], total_bytes bigint[], forced boolean) RETURNS SETOF integer
 LANGUAGE plpgsql AS $$
 DECLARE
-    job integer;
+    ids constant text := pg_get_serial_sequence('ingest_jobs', 'id');
+    first integer;
 BEGIN
+    IF cardinality(files) IS NULL THEN
+        RETURN;
+    END IF;
     PERFORM pg_advisory_xact_lock(ingest_lock_class() + 4, 0);
-    FOR job IN INSERT INTO ingest_jobs (file, total_bytes, forced)
-               SELECT f, b, forced FROM unnest(files, total_bytes) WITH ORDINALITY AS u(f, b, i) ORDER BY i
-               RETURNING id
-    LOOP
-        PERFORM pg_advisory_lock(ingest_lock_class(), job);
-        PERFORM pg_advisory_lock_shared(ingest_lock_class() + 3, 0);
-        RETURN NEXT job;
-    END LOOP;
+    first := nextval(ids);
+    PERFORM setval(ids, first + cardinality(files) - 1);
+    PERFORM pg_advisory_lock(ingest_lock_class(), first);
+    PERFORM pg_advisory_lock_shared(ingest_lock_class() + 3, 0);
+    RETURN QUERY
+        INSERT INTO ingest_jobs (id, batch, file, total_bytes, forced) OVERRIDING SYSTEM VALUE
+        SELECT first + i::integer - 1, first, f, b, forced
+          FROM unnest(files, total_bytes) WITH ORDINALITY AS u(f, b, i)
+         ORDER BY i
+        RETURNING id;
 END
 $$;
 
--- Mark as failed every unfinished job whose loader is gone (killed, crashed, connection lost): its session
--- lock is free. The loading transaction of such a job was rolled back by the server when the connection
--- dropped, so nothing of its file is stored. Returns how many jobs were marked. It runs as the owner
--- (SECURITY DEFINER), so that a reader's `trips watch` can mark a dead loader's job failed; it only ever
--- touches jobs whose loader is gone.
+-- Mark as failed every unfinished job whose loader is gone (killed, crashed, connection lost): its batch's
+-- session lock is free. The loading transaction of such a job was rolled back by the server when the
+-- connection dropped, so nothing of its file is stored. Returns how many jobs were marked. It runs as the
+-- owner (SECURITY DEFINER), so that a reader's `trips watch` can mark a dead loader's job failed; it only
+-- ever touches jobs whose loader is gone.
 CREATE FUNCTION ingest_reap_abandoned() RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
-    job integer;
+    abandoned integer;
+    jobs integer;
     reaped integer := 0;
 BEGIN
-    FOR job IN SELECT id FROM ingest_jobs WHERE state IN ('queued', 'loading', 'finishing') ORDER BY id LOOP
-        IF pg_try_advisory_xact_lock(ingest_lock_class(), job) THEN
+    FOR abandoned IN SELECT DISTINCT batch FROM ingest_jobs
+                      WHERE state IN ('queued', 'loading', 'finishing') ORDER BY batch LOOP
+        IF pg_try_advisory_xact_lock(ingest_lock_class(), abandoned) THEN
             UPDATE ingest_jobs
                SET state = 'failed', finished_at = now(),
                    error = 'the loader stopped before finishing (process killed or connection lost); '
                            'nothing of this file was committed'
-             WHERE id = job AND state IN ('queued', 'loading', 'finishing');
-            reaped := reaped + 1;
+             WHERE batch = abandoned AND state IN ('queued', 'loading', 'finishing');
+            GET DIAGNOSTICS jobs = ROW_COUNT;
+            reaped := reaped + jobs;
         END IF;
     END LOOP;
     RETURN reaped;

@@ -155,32 +155,41 @@ $$;
 -- Loading, step 2, once per file, when its rows are sent (in a batch, inside the file's savepoint). If a done
 -- job already holds the same content (and this job was not forced), return that job's id and change
 -- nothing: the loader then rolls the file back and records its job as skipped. Otherwise mark the job done
--- (seen by others when the transaction commits) and return NULL. The advisory lock on the content hash
--- makes two loaders finishing the same content take turns: the second waits for the first to commit and
--- then sees its done job.
+-- (seen by others when the transaction commits) and return NULL. Two loaders finishing the same content
+-- take turns on the unique index ingest_jobs_content_once (003_ingest_jobs.sql): the second one's update
+-- waits there for the first one's transaction and, if it committed, fails; the second then finds it.
 CREATE FUNCTION ingest_job_done(job integer, sha256 text, loaded bigint, skipped bigint) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
+    forced boolean;
     earlier integer;
 BEGIN
-    IF NOT EXISTS (SELECT FROM ingest_jobs j WHERE j.id = job AND j.state IN ('loading', 'finishing')) THEN
+    SELECT j.forced INTO forced FROM ingest_jobs j WHERE j.id = job AND j.state IN ('loading', 'finishing');
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'ingest job % is not being loaded', job;
     END IF;
-    PERFORM pg_advisory_xact_lock(ingest_lock_class() + 1, hashtext(sha256));
-    SELECT e.id INTO earlier
-      FROM ingest_jobs e
-     WHERE e.content_sha256 = sha256 AND e.state = 'done' AND e.id <> job
-       AND NOT (SELECT forced FROM ingest_jobs WHERE id = job)
-     ORDER BY e.id
-     LIMIT 1;
-    IF earlier IS NOT NULL THEN
-        RETURN earlier;
-    END IF;
-    UPDATE ingest_jobs
-       SET state = 'done', content_sha256 = sha256, rows = loaded, rejected = skipped,
-           finished_at = clock_timestamp()  -- now() would be the start of this long transaction
-     WHERE id = job;
-    RETURN NULL;
+    FOR attempt IN 1..2 LOOP
+        IF NOT forced THEN
+            SELECT e.id INTO earlier
+              FROM ingest_jobs e
+             WHERE e.content_sha256 = sha256 AND e.state = 'done' AND e.id <> job
+             ORDER BY e.id
+             LIMIT 1;
+            IF earlier IS NOT NULL THEN
+                RETURN earlier;
+            END IF;
+        END IF;
+        BEGIN
+            UPDATE ingest_jobs
+               SET state = 'done', content_sha256 = sha256, rows = loaded, rejected = skipped,
+                   finished_at = clock_timestamp()  -- now() would be the start of this long transaction
+             WHERE id = job;
+            RETURN NULL;
+        EXCEPTION WHEN unique_violation THEN
+            NULL;  -- the same content was committed by another job meanwhile: the next attempt finds it
+        END;
+    END LOOP;
+    RAISE EXCEPTION 'ingest job %: its content is done by another job that cannot be seen', job;
 END
 $$;
 
@@ -234,17 +243,13 @@ END
 $$;
 
 -- Loading, the end, whatever the outcome (from the loader's autocommit connection, after the commit or
--- rollback): release the session locks of the jobs opened together, then forget the names no committed
--- trip uses. Returns how many names were forgotten.
-CREATE FUNCTION ingest_jobs_close(jobs integer[]) RETURNS integer
+-- rollback): release the session locks of the jobs opened together with job `batch`, then forget the names
+-- no committed trip uses. Returns how many names were forgotten.
+CREATE FUNCTION ingest_jobs_close(batch integer) RETURNS integer
 LANGUAGE plpgsql AS $$
-DECLARE
-    job integer;
 BEGIN
-    FOREACH job IN ARRAY jobs LOOP
-        PERFORM pg_advisory_unlock(ingest_lock_class(), job);
-        PERFORM pg_advisory_unlock_shared(ingest_lock_class() + 3, 0);
-    END LOOP;
+    PERFORM pg_advisory_unlock(ingest_lock_class(), batch);
+    PERFORM pg_advisory_unlock_shared(ingest_lock_class() + 3, 0);
     RETURN forget_unused_names();
 END
 $$;

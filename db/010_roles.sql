@@ -61,6 +61,8 @@ BEGIN
                           finished_at)
        ON ingest_jobs TO trips_loader;
     GRANT INSERT ON regions, datasources TO trips_loader;
+    -- ingest_jobs_open takes the ids of a batch's jobs from the sequence itself.
+    EXECUTE format('GRANT USAGE, UPDATE ON SEQUENCE %s TO trips_loader', pg_get_serial_sequence('ingest_jobs', 'id'));
     GRANT EXECUTE ON FUNCTION ingest_begin(integer, integer),
                               ingest_job_done(integer, text, bigint, bigint),
                               ingest_finish(integer, integer, bigint, smallint[], smallint[], bigint[], bigint[],

@@ -436,6 +436,70 @@ fn concurrent_ingests_add_up_and_share_dimensions() {
     );
 }
 
+/// A loader finishing a content that another transaction has just marked done (not yet committed) waits
+/// for that transaction: if it commits, the file is skipped as a duplicate of its job; if it rolls back,
+/// the file is loaded. The other transaction here is a loader's, stopped between ingest_job_done and its
+/// commit.
+#[test]
+fn a_content_being_committed_by_another_loader_is_waited_for() {
+    use sha2::{Digest, Sha256};
+    let db = test_db!("content_race");
+    db.trips(&["migrate"]).ok();
+    for (seed, commit) in [(1, true), (2, false)] {
+        let file = db.generate(1_000, seed);
+        let sha: String = Sha256::digest(std::fs::read(&file).unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut other = db.client();
+        let job: i32 = other
+            .query_one("SELECT ingest_jobs_open('{other.csv}', '{0}', false)", &[])
+            .unwrap()
+            .get(0);
+        let mut tx = other.transaction().unwrap();
+        tx.execute(
+            "UPDATE ingest_jobs SET state = 'loading' WHERE id = $1",
+            &[&job],
+        )
+        .unwrap();
+        tx.execute("SELECT ingest_job_done($1, $2, 0, 0)", &[&job, &sha])
+            .unwrap();
+        let loader = db
+            .command(&["ingest", &file])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while db.count("SELECT count(*) FROM pg_locks WHERE NOT granted") == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the loader never waited"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if commit { tx.commit() } else { tx.rollback() }.unwrap();
+        other
+            .execute("SELECT ingest_jobs_close($1)", &[&job])
+            .unwrap();
+        let out = loader.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let expected = if commit {
+            format!("(skipped,{job})")
+        } else {
+            "(done,)".to_string()
+        };
+        assert_eq!(
+            db.rows(&format!(
+                "SELECT state, duplicate_of FROM ingest_jobs WHERE id = {job} + 1"
+            )),
+            [expected],
+            "{stderr}"
+        );
+    }
+    assert_eq!(committed(&db), 1_000);
+}
+
 #[test]
 fn a_killed_loader_commits_nothing_and_its_job_is_marked_failed() {
     let db = test_db!("killed");

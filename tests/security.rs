@@ -147,7 +147,7 @@ fn a_reader_login_queries_and_is_refused_every_write() {
     assert!(
         ingest
             .stderr
-            .contains("permission denied for table ingest_jobs")
+            .contains("permission denied for sequence ingest_jobs_id_seq")
             && ingest.stderr.contains("trips_loader"),
         "{}",
         ingest.stderr

@@ -220,7 +220,7 @@ fn long_errors_are_cut_to_fit_a_notification_and_jobs_lists_them() {
     let mut client = listener(&db);
     client
         .batch_execute(&format!(
-            "INSERT INTO ingest_jobs (file, state, error) VALUES ('{}', 'failed', repeat('é\n', 20000))",
+            "INSERT INTO ingest_jobs (batch, file, state, error) VALUES (1, '{}', 'failed', repeat('é\n', 20000))",
             "f".repeat(3000)
         ))
         .unwrap();

@@ -454,7 +454,8 @@ fn open_jobs(control: &mut Client, sources: &[Source], force: bool) -> Result<Ve
     Ok(jobs)
 }
 
-/// Shows the jobs' last events, then releases the jobs (ingest_jobs_close in db/007_pieces.sql).
+/// Shows the jobs' last events, then releases the jobs, opened together with the first (ingest_jobs_close
+/// in db/007_pieces.sql).
 fn close(control: &mut Client, printer: &mut Printer, jobs: &[i32]) -> Result<()> {
     // The final events: `done` is sent when the loading transaction commits, on another connection, so
     // they may still be on their way; the others were sent by the statements above.
@@ -476,7 +477,7 @@ fn close(control: &mut Client, printer: &mut Printer, jobs: &[i32]) -> Result<()
     }
     printer.end_line();
     let forgotten: i32 = control
-        .query_one("SELECT ingest_jobs_close($1)", &[&jobs])
+        .query_one("SELECT ingest_jobs_close($1)", &[&jobs[0]])
         .context("while closing the jobs")?
         .get(0);
     if forgotten > 0 {
