@@ -196,10 +196,10 @@ pub struct IngestArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub tally_limit: u64,
 
-    /// Load small files together: consecutive files of the list, up to this many MiB on disk (and 200
+    /// Load small files together: consecutive files of the list, up to this many MiB on disk (and 10,000
     /// files), in one transaction that lands them as one piece. Each file is still its own job, committed
     /// whole or not at all; they are done together when the transaction commits. 0: each file alone.
-    #[arg(long, default_value_t = 128, value_name = "MIB")]
+    #[arg(long, default_value_t = 1024, value_name = "MIB")]
     pub batch_mib: u64,
 
     /// Do not merge pieces after loading; the answers are the same, only slower to read once many small

@@ -74,8 +74,8 @@ struct Queue<'a> {
     batch_bytes: u64,
 }
 
-/// The most files in a batch: each holds a session lock and shows as `queued` until its turn.
-const BATCH_FILES: usize = 200;
+/// The most files in a batch: their jobs are opened in one statement, and done in one commit.
+const BATCH_FILES: usize = 10_000;
 
 impl Queue<'_> {
     /// The next file, with the files after it that fit in its batch (with their sizes): a file goes
