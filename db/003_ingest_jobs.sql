@@ -51,7 +51,7 @@ DECLARE
     ids constant text := pg_get_serial_sequence('ingest_jobs', 'id');
     first integer;
 BEGIN
-    IF cardinality(files) IS NULL THEN
+    IF coalesce(cardinality(files), 0) = 0 THEN
         RETURN;
     END IF;
     PERFORM pg_advisory_xact_lock(ingest_lock_class() + 4, 0);
