@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use tally::Tallies;
 
 /// The default of `Options::tally_limit` (`trips ingest --tally-limit`, and uploads to `trips serve`).
-pub const TALLY_LIMIT: u64 = 2_000_000;
+pub const TALLY_LIMIT: u64 = 4_000_000;
 
 pub struct Options {
     /// Load the valid records and write the others to a rejects file, instead of failing the file.

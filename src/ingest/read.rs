@@ -25,7 +25,7 @@ use std::time::Instant;
 
 /// How many messages the reader may be ahead of the loading thread: up to 32 MiB of rows, or as many
 /// small files. Enough to keep reading while the loading thread sends a cell tally (its own COPY, about
-/// half a second for a full tally of sparse data). A tally is sent at --tally-limit entries, and a trip
+/// a second for a full tally of sparse data). A tally is sent at --tally-limit entries, and a trip
 /// adds at most four, so 32 chunks of rows hold at most one more tally at the default limit: with the one
 /// being sent and the one being counted, three at most.
 pub const READ_AHEAD: usize = 32;
