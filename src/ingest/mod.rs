@@ -35,8 +35,11 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 use tally::Tallies;
 
-/// The default of `Options::tally_limit` (`trips ingest --tally-limit`, and uploads to `trips serve`).
-pub const TALLY_LIMIT: u64 = 4_000_000;
+/// The default of `Options::tally_limit` (`trips ingest --tally-limit`, and uploads to `trips serve`). The
+/// cell tally is a hash table of 2^k buckets filled to at most 7/8: 3.6M entries (and the four of the trip
+/// that reaches the limit) fit in 2^22 buckets, where 4M would take 2^23, twice the memory for each of
+/// the tallies the loader holds at once (docs/store.md, "The tally's rows").
+pub const TALLY_LIMIT: u64 = 3_600_000;
 
 pub struct Options {
     /// Load the valid records and write the others to a rejects file, instead of failing the file.
