@@ -55,23 +55,30 @@ CREATE TABLE trip_cells (
 
 CREATE INDEX trip_cells_cell ON trip_cells (side, level, cell);
 
+-- Rows of trip_cells, as `job`'s, from `per_week` (a query of side, level, cell, week and n, the trips of
+-- that cell and week, one row each): the weeks ascending and the trips of each, NULL when every week has
+-- one. The rebuild (trip_cells_query) and the merges (trip_merge_query, 007_pieces.sql) both write
+-- through it, in the form the loader sends (RowEncoder::cell in src/copy.rs).
+CREATE FUNCTION trip_cells_rows(per_week text, job integer) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT format($q$
+        WITH per_week AS (%s)
+        SELECT %s, side, level, cell, array_agg(week ORDER BY week),
+               CASE WHEN max(n) > 1 THEN array_agg(n::integer ORDER BY week) END
+          FROM per_week GROUP BY side, level, cell$q$, per_week, job)
+$$;
+
 -- The cell tally of the trips in `source` (a table or query with trip_rows' columns), as `job`'s rows of
 -- trip_cells: the SQL twin of the loader's arithmetic (cells by floor, weeks from Monday 2000-01-03), for
 -- rebuild_rollups().
 CREATE FUNCTION trip_cells_query(source text, job integer) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT format($q$
-        WITH ends AS (
-            SELECT 1::smallint AS side, origin_lon AS lon, origin_lat AS lat, departed_at FROM %1$s
-            UNION ALL
-            SELECT 2::smallint, dest_lon, dest_lat, departed_at FROM %1$s
-        ), per_week AS (
-            SELECT e.side, l.level::smallint AS level, trip_cell(l.level, e.lon, e.lat) AS cell,
-                   trip_week(e.departed_at) AS week, count(*) AS n
-              FROM ends e CROSS JOIN (VALUES (1), (2)) AS l(level)
-             GROUP BY 1, 2, 3, 4
-        )
-        SELECT %2$s, side, level, cell, array_agg(week ORDER BY week),
-               CASE WHEN max(n) > 1 THEN array_agg(n::integer ORDER BY week) END
-          FROM per_week GROUP BY side, level, cell$q$, source, job)
+    SELECT trip_cells_rows(format($q$
+        SELECT e.side, l.level::smallint AS level, trip_cell(l.level, e.lon, e.lat) AS cell,
+               trip_week(e.departed_at) AS week, count(*) AS n
+          FROM (SELECT 1::smallint AS side, origin_lon AS lon, origin_lat AS lat, departed_at FROM %1$s
+                UNION ALL
+                SELECT 2::smallint, dest_lon, dest_lat, departed_at FROM %1$s) AS e
+               CROSS JOIN (VALUES (1), (2)) AS l(level)
+         GROUP BY 1, 2, 3, 4$q$, source), job)
 $$;

@@ -285,15 +285,10 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE parent
         WHEN 'trip_rows' THEN format(
             'SELECT * FROM (%s) AS p ORDER BY trip_cell(2, origin_lon, origin_lat)', parts)
-        WHEN 'trip_cells' THEN format($q$
-            WITH per_week AS (
-                SELECT p.side, p.level, p.cell, u.week, sum(coalesce(u.n, 1)) AS n
-                  FROM (%s) AS p, unnest(p.weeks, p.week_trips) AS u(week, n)
-                 GROUP BY 1, 2, 3, 4
-            )
-            SELECT %s, side, level, cell, array_agg(week ORDER BY week),
-                   CASE WHEN max(n) > 1 THEN array_agg(n::integer ORDER BY week) END
-              FROM per_week GROUP BY side, level, cell$q$, parts, first_job)
+        WHEN 'trip_cells' THEN trip_cells_rows(format($q$
+            SELECT p.side, p.level, p.cell, u.week, sum(coalesce(u.n, 1)) AS n
+              FROM (%s) AS p, unnest(p.weeks, p.week_trips) AS u(week, n)
+             GROUP BY 1, 2, 3, 4$q$, parts), first_job)
     END
 $$;
 
