@@ -68,6 +68,19 @@ BEGIN
 END
 $$;
 
+-- The loader's progress: a job's state and counters, written from its autocommit connection while the
+-- file loads. At the boundary between two files of a batch, the next file's job becomes `loading` in the
+-- same call, after the first one's update (so listeners see the two in that order): one round trip for
+-- both, at every file of a batch.
+CREATE FUNCTION ingest_job_progress(job integer, state text, rows bigint, rejected bigint, bytes bigint,
+                                    rejects_file text, next_job integer) RETURNS void
+LANGUAGE sql AS $$
+    UPDATE ingest_jobs j
+       SET state = $2, rows = $3, rejected = $4, bytes = $5, rejects_file = $6
+     WHERE j.id = $1;
+    UPDATE ingest_jobs j SET state = 'loading' WHERE j.id = $7;
+$$;
+
 -- Mark as failed every unfinished job whose loader is gone (killed, crashed, connection lost): its batch's
 -- session lock is free. The loading transaction of such a job was rolled back by the server when the
 -- connection dropped, so nothing of its file is stored. Returns how many jobs were marked. It runs as the

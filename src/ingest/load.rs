@@ -29,7 +29,8 @@ pub(super) struct Pieces {
 /// prepared anew each time it runs, one more round trip per statement and file (docs/store.md, "Round
 /// trips per file").
 pub(super) struct Statements {
-    /// On the control connection: a job's state and counters; the trigger on ingest_jobs notifies.
+    /// On the control connection: a job's state and counters, and the next job marked loading
+    /// (ingest_job_progress in db/003_ingest_jobs.sql); the trigger on ingest_jobs notifies.
     progress: Statement,
     /// In the batch's transaction: the COPY into the trips' piece.
     copy_trips: Statement,
@@ -46,11 +47,7 @@ impl Statements {
         let preparing = "while preparing the statements of the load";
         Ok(Statements {
             progress: control
-                .prepare(
-                    "UPDATE ingest_jobs
-                        SET state = $2, rows = $3, rejected = $4, bytes = $5, rejects_file = $6
-                      WHERE id = $1",
-                )
+                .prepare("SELECT ingest_job_progress($1, $2, $3, $4, $5, $6, $7)")
                 .context(preparing)?,
             copy_trips: tx
                 .prepare(&copy_statement(&pieces.trips, pieces.freeze))
@@ -84,6 +81,8 @@ pub struct Loader<'a> {
     pub(super) counts: Counts,
     /// Its last message (`End` or `Failed`) is received.
     ended: bool,
+    /// The batch's next job was marked loading with this one's `finishing`.
+    pub(super) marked_next: bool,
 }
 
 impl<'a> Loader<'a> {
@@ -104,6 +103,7 @@ impl<'a> Loader<'a> {
             messages,
             counts: Counts::default(),
             ended: false,
+            marked_next: false,
         }
     }
 
@@ -147,7 +147,10 @@ impl<'a> Loader<'a> {
                     tallies, sha256, ..
                 } => {
                     copy.finish().context("while finishing the COPY")?;
-                    self.progress("finishing")?;
+                    // The batch's next file is loading from here: told in the same round trip.
+                    let next = (self.job < *self.batch.end()).then_some(self.job + 1);
+                    self.write_progress("finishing", next)?;
+                    self.marked_next = next.is_some();
                     return Ok(match self.job_done(tx, &sha256)? {
                         Some(earlier) => Read::Duplicate(earlier, sha256),
                         None => Read::Done(tallies),
@@ -216,6 +219,11 @@ impl<'a> Loader<'a> {
 
     /// Writes the counters to the job row, which notifies every listener, and shows what comes back.
     pub(super) fn progress(&mut self, state: &str) -> Result<()> {
+        self.write_progress(state, None)
+    }
+
+    /// `progress`, and marks `next` (a job of the batch) loading after it.
+    fn write_progress(&mut self, state: &str, next: Option<i32>) -> Result<()> {
         let counts = &self.counts;
         let bytes = counts.bytes as i64;
         let rejects_file = counts
@@ -232,6 +240,7 @@ impl<'a> Loader<'a> {
                     &counts.rejected,
                     &bytes,
                     &rejects_file,
+                    &next,
                 ],
             )
             .context("while recording progress")?;

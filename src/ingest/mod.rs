@@ -277,13 +277,17 @@ impl Batch<'_> {
         };
         let statements = Statements::prepare(control, &mut tx, &pieces)?;
         let mut counted = Tallies::new();
+        let mut savepoint = FileSavepoint::None;
+        let mut marked_loading = false;
         for i in 0..self.jobs.len() {
             let (job, name) = (self.jobs[i], self.names[i]);
             printer.end_line();
             let started = Instant::now();
             let mut loader =
                 Loader::new(control, &statements, printer, job, range.clone(), &messages);
-            loader.progress("loading")?;
+            if !marked_loading {
+                loader.progress("loading")?;
+            }
             if let Err(e) = loader.opened() {
                 let ended = Ended::before_reading();
                 self.outcomes[i] = Some(record_failed(control, job, &format!("{e:#}"), ended)?);
@@ -292,11 +296,12 @@ impl Batch<'_> {
             let (result, broken) = if self.alone() {
                 (loader.load(&mut tx, &pieces), false)
             } else {
-                load_in_savepoint(&mut loader, &mut tx, &pieces)?
+                load_in_savepoint(&mut loader, &mut tx, &pieces, &mut savepoint)?
             };
             if result.is_err() && !broken {
                 loader.skip_rest()?;
             }
+            marked_loading = loader.marked_next;
             let counts = std::mem::take(&mut loader.counts);
             let ended = Ended {
                 rows: counts.rows,
@@ -344,18 +349,57 @@ fn load_in_savepoint(
     loader: &mut Loader,
     tx: &mut postgres::Transaction<'_>,
     pieces: &Pieces,
+    savepoint: &mut FileSavepoint,
 ) -> Result<(Result<Read>, bool)> {
-    let mut savepoint = tx.savepoint("file")?;
-    let result = loader.load(&mut savepoint, pieces);
-    let end = match result {
-        Ok(Read::Done(_)) => savepoint.commit(),
-        _ => savepoint.rollback(),
-    };
+    savepoint.take(tx)?;
+    let result = loader.load(tx, pieces);
+    let end = savepoint.end(tx, matches!(result, Ok(Read::Done(_))));
     Ok(match (result, end) {
         (result, Ok(())) => (result, false),
         (Err(e), Err(_)) => (Err(e), true),
         (Ok(_), Err(e)) => (Err(e).context("while ending the file's savepoint"), true),
     })
+}
+
+/// The savepoint `file` that each file of a batch is loaded in, taken and ended by hand so that a
+/// boundary between files costs one round trip: a kept file's savepoint is released when the next one is
+/// taken, in the same statement (the last one by the commit); a file rolled back leaves the savepoint in
+/// place, ready for the next file.
+enum FileSavepoint {
+    /// None taken yet.
+    None,
+    /// Taken, and nothing done in it since.
+    Ready,
+    /// Holds a file that is kept.
+    Holds,
+}
+
+impl FileSavepoint {
+    /// A savepoint for the next file.
+    fn take(&mut self, tx: &mut postgres::Transaction<'_>) -> Result<()> {
+        let sql = match self {
+            FileSavepoint::None => "SAVEPOINT file",
+            FileSavepoint::Ready => return Ok(()),
+            FileSavepoint::Holds => "RELEASE SAVEPOINT file; SAVEPOINT file",
+        };
+        tx.batch_execute(sql)
+            .context("while starting the file's savepoint")?;
+        *self = FileSavepoint::Ready;
+        Ok(())
+    }
+
+    /// The file is kept, or rolled back.
+    fn end(&mut self, tx: &mut postgres::Transaction<'_>, keep: bool) -> Result<()> {
+        if !keep {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT file")?;
+        }
+        *self = if keep {
+            FileSavepoint::Holds
+        } else {
+            FileSavepoint::Ready
+        };
+        Ok(())
+    }
 }
 
 /// ingest_finish (db/007_pieces.sql): the pieces indexed and attached, the small rollups added.
