@@ -278,6 +278,7 @@ impl Batch<'_> {
         let statements = Statements::prepare(control, &mut tx, &pieces)?;
         let mut counted = Tallies::new();
         let mut savepoint = FileSavepoint::None;
+        // The last file's `finishing` marked this one loading.
         let mut marked_loading = false;
         for i in 0..self.jobs.len() {
             let (job, name) = (self.jobs[i], self.names[i]);
@@ -285,7 +286,7 @@ impl Batch<'_> {
             let started = Instant::now();
             let mut loader =
                 Loader::new(control, &statements, printer, job, range.clone(), &messages);
-            if !marked_loading {
+            if !std::mem::take(&mut marked_loading) {
                 loader.progress("loading")?;
             }
             if let Err(e) = loader.opened() {
@@ -390,14 +391,12 @@ impl FileSavepoint {
 
     /// The file is kept, or rolled back.
     fn end(&mut self, tx: &mut postgres::Transaction<'_>, keep: bool) -> Result<()> {
-        if !keep {
-            tx.batch_execute("ROLLBACK TO SAVEPOINT file")?;
-        }
-        *self = if keep {
-            FileSavepoint::Holds
+        if keep {
+            *self = FileSavepoint::Holds;
         } else {
-            FileSavepoint::Ready
-        };
+            tx.batch_execute("ROLLBACK TO SAVEPOINT file")?;
+            *self = FileSavepoint::Ready;
+        }
         Ok(())
     }
 }
