@@ -585,15 +585,7 @@ fn small_files_load_together_each_committed_whole_or_not_at_all() {
         (3, &["queued", "loading", "finishing", "skipped"]),
         (4, &["queued", "loading", "finishing", "done"]),
     ] {
-        let mut states: Vec<String> = run
-            .stdout
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|event| event["job"] == job)
-            .map(|event| event["state"].as_str().unwrap().to_string())
-            .collect();
-        states.dedup(); // progress while loading repeats `loading`
-        assert_eq!(states, expected, "job {job}: {}", run.stdout);
+        assert_eq!(job_states(&run.stdout, job), expected, "job {job}: {}", run.stdout);
     }
     assert_eq!(committed(&db), 5000);
     assert_eq!(
@@ -617,6 +609,48 @@ fn small_files_load_together_each_committed_whole_or_not_at_all() {
         db.rows("SELECT region_id, trip_week(departed_at) AS w, count(*) FROM trip_rows GROUP BY 1, 2 ORDER BY 1, 2"),
         db.rows("SELECT region_id, week, trips FROM region_weeks ORDER BY 1, 2")
     );
+}
+
+/// The states of a job's events in `trips ingest --json` output, a state repeated by progress told once.
+fn job_states(stdout: &str, job: i64) -> Vec<String> {
+    let mut states: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|event| event["job"] == job)
+        .map(|event| event["state"].as_str().unwrap().to_string())
+        .collect();
+    states.dedup();
+    states
+}
+
+/// A file of a batch that cannot be read at all fails alone, and the file after it is still told
+/// `loading` before it is done. /proc/self/mem is a file of size 0 whose first read fails (EIO).
+#[test]
+fn a_file_of_a_batch_that_cannot_be_read_fails_alone() {
+    let db = test_db!("batch_unreadable");
+    let unreadable = "/proc/self/mem";
+    assert!(std::fs::metadata(unreadable).unwrap().is_file());
+    let (first, last) = (db.generate(1000, 1), db.generate(1000, 2));
+    let run = db.trips(&["ingest", "--json", &first, unreadable, &last]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("error: failed to load {unreadable} [job 2]: cannot read {unreadable}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.rows("SELECT id, state, batch FROM ingest_jobs ORDER BY id"),
+        ["(1,done,1)", "(2,failed,1)", "(3,done,1)"]
+    );
+    assert_eq!(job_states(&run.stdout, 2), ["queued", "loading", "failed"]);
+    assert_eq!(
+        job_states(&run.stdout, 3),
+        ["queued", "loading", "finishing", "done"],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(committed(&db), 2000);
 }
 
 /// A loader killed while its batch is open (the first file read and marked done, the second loading)
