@@ -585,7 +585,12 @@ fn small_files_load_together_each_committed_whole_or_not_at_all() {
         (3, &["queued", "loading", "finishing", "skipped"]),
         (4, &["queued", "loading", "finishing", "done"]),
     ] {
-        assert_eq!(job_states(&run.stdout, job), expected, "job {job}: {}", run.stdout);
+        assert_eq!(
+            job_states(&run.stdout, job),
+            expected,
+            "job {job}: {}",
+            run.stdout
+        );
     }
     assert_eq!(committed(&db), 5000);
     assert_eq!(
@@ -634,8 +639,9 @@ fn a_file_of_a_batch_that_cannot_be_read_fails_alone() {
     let run = db.trips(&["ingest", "--json", &first, unreadable, &last]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
-        run.stderr
-            .contains(&format!("error: failed to load {unreadable} [job 2]: cannot read {unreadable}")),
+        run.stderr.contains(&format!(
+            "error: failed to load {unreadable} [job 2]: cannot read {unreadable}"
+        )),
         "{}",
         run.stderr
     );
