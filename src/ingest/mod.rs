@@ -217,7 +217,14 @@ fn load_batch(
             }
         }
     }
-    if let Err(e) = close(control, printer, &jobs) {
+    let loaded: Vec<i32> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Some(Outcome::Loaded { job, .. }) => Some(*job),
+            _ => None,
+        })
+        .collect();
+    if let Err(e) = close(control, printer, &jobs, &loaded) {
         // The outcomes stand (they were committed or recorded above); only their echo or the tidying is
         // lost, and the session's locks go with a lost connection.
         log::warn!(
@@ -502,17 +509,28 @@ fn open_jobs(control: &mut Client, sources: &[Source], force: bool) -> Result<Ve
 
 /// Shows the jobs' last events, then releases the jobs, opened together with the first (ingest_jobs_close
 /// in db/007_pieces.sql).
-fn close(control: &mut Client, printer: &mut Printer, jobs: &[i32]) -> Result<()> {
-    // The final events: `done` is sent when the loading transaction commits, on another connection, so
-    // they may still be on their way; the others were sent by the statements above.
+fn close(control: &mut Client, printer: &mut Printer, jobs: &[i32], loaded: &[i32]) -> Result<()> {
+    // The `done` of the files loaded is sent when the loading transaction commits, on the other
+    // connection, so it may still be on its way. The other final events were sent by this connection's
+    // own statements, and so have arrived: shown already, or pending and shown here.
     let batch = jobs[0]..=jobs[jobs.len() - 1];
     let last = *batch.end();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut waiting: Vec<i32> = jobs.to_vec();
+    let mut waiting: Vec<i32> = loaded.to_vec();
     loop {
         let finals = relay(control, printer, last, &batch)?;
         waiting.retain(|j| !finals.contains(j));
-        if waiting.is_empty() || Instant::now() >= deadline {
+        if waiting.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            log::warn!(
+                "the `done` events of {} job(s) of {}..{} did not arrive within 10 s; `trips jobs` shows \
+                 their state",
+                waiting.len(),
+                batch.start(),
+                batch.end()
+            );
             break;
         }
         if let Some((raw, event)) = status::next(control, deadline - Instant::now())?
