@@ -1,10 +1,13 @@
 """Summary and plots of a benchmarks/run.sh run: reads raw.csv and latency-*.csv from the results folder and
-writes summary.md (one table per case, then the budget of the lean-store issue, each line met or not) and
-PNG plots of ingest rate, bytes per trip and p95 latency per case.
+writes summary.md (one table per case, then the budget of the lean-store issue, each line met or not),
+budget.png (ingest rate, bytes per trip and p95 latency per case) and against-n.png (the same three against
+the number of trips N, a line per shape and arrival, over this run and the runs given with --with: runs
+at other sizes, since one run.sh run at 100M takes as long as the smaller sizes together).
 
-Usage: python3 benchmarks/report.py RESULTS_DIR
+Usage: python3 benchmarks/report.py RESULTS_DIR [--with OTHER_RESULTS_DIR]...
 """
 
+import argparse
 import csv
 import os
 import statistics
@@ -16,15 +19,32 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-out = sys.argv[1]
-raw = defaultdict(list)  # (case, metric, method) -> values
-for r in csv.DictReader(open(os.path.join(out, "raw.csv"))):
-    raw[(r["case"], r["metric"], r["method"])].append(float(r["value"]))
-cases = sorted({k[0] for k in raw}, key=lambda c: (c.split("-")[0], int(c.split("-")[1]), int(c.split("-")[2])))
+parser = argparse.ArgumentParser(usage=__doc__.split("Usage: ")[1])
+parser.add_argument("results_dir")
+parser.add_argument("--with", dest="others", action="append", default=[], metavar="OTHER_RESULTS_DIR")
+args = parser.parse_args()
+out, others = args.results_dir, args.others
 
 
-def one(case, metric, method):
-    v = raw.get((case, metric, method))
+def read_raw(folder):
+    """(case, metric, method) -> values, from a run's raw.csv."""
+    values = defaultdict(list)
+    for r in csv.DictReader(open(os.path.join(folder, "raw.csv"))):
+        values[(r["case"], r["metric"], r["method"])].append(float(r["value"]))
+    return values
+
+
+def case_key(c):
+    spread, n, files = c.split("-")
+    return spread, int(n), int(files)
+
+
+raw = read_raw(out)
+cases = sorted({k[0] for k in raw}, key=case_key)
+
+
+def one(case, metric, method, values=raw):
+    v = values.get((case, metric, method))
     return statistics.median(v) if v else None
 
 
@@ -41,12 +61,12 @@ GROUPS = {
 }
 
 
-def latency(case, suffix=""):
-    path = os.path.join(out, f"latency-{case}{suffix}.csv")
+def latency(case, suffix="", folder=out):
+    path = os.path.join(folder, f"latency-{case}{suffix}.csv")
     rows = list(csv.DictReader(open(path))) if os.path.exists(path) else []
     groups = {k: [float(r["ours_ms"]) for r in rows if t(r)] for k, t in GROUPS.items()}
     paired = [r for r in rows if r["plain_ms"]]
-    mism_path = os.path.join(out, f"mismatches-{case}{suffix}.txt")
+    mism_path = os.path.join(folder, f"mismatches-{case}{suffix}.txt")
     mism = sum(1 for line in open(mism_path) if line.strip()) if os.path.exists(mism_path) else 0
     return groups, [float(r["ours_ms"]) for r in paired], [float(r["plain_ms"]) for r in paired], mism
 
@@ -186,4 +206,40 @@ for ax in axes:
     ax.tick_params(axis="x", rotation=45)
 fig.tight_layout()
 fig.savefig(os.path.join(out, "budget.png"), dpi=90)
-print(f"wrote {out}/summary.md and budget.png")
+
+# Against N: this run's cases and the other runs' (this run's first where a case is in both), a line per
+# shape and arrival ("dense, 1 file", "wide, 2000 files"); the p95 over both windows.
+points = defaultdict(dict)  # (spread, files) -> {n: (rows/s, bytes per trip, p95 boxes o/d, p95 all)}
+for folder in [out] + others:
+    values = raw if folder == out else read_raw(folder)
+    for c in sorted({k[0] for k in values}, key=case_key):
+        spread, n, files = case_key(c)
+        seconds, total = one(c, "ingest_seconds", "trips", values), one(c, "bytes", "total", values)
+        if n in points[(spread, files)] or not seconds or not total:
+            continue
+        lat, lat4 = latency(c, folder=folder)[0], latency(c, "-4weeks", folder=folder)[0]
+        points[(spread, files)][n] = (
+            n / seconds / 1000,
+            total / n,
+            pct(lat["boxes o/d"] + lat4["boxes o/d"], 0.95),
+            pct(lat["all"] + lat4["all"], 0.95),
+        )
+fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
+titles = ("ingest, end to end (k rows/s)", "bytes per trip, all in", "p95 boxes by origin or destination (ms)", "p95 every kind (ms)")
+for (spread, files), by_n in sorted(points.items()):
+    ns = sorted(by_n)
+    for i, ax in enumerate(axes):
+        ax.plot(ns, [by_n[n][i] for n in ns], marker="o", label=f"{spread}, {files} file{'s' if files > 1 else ''}")
+for ax, title in zip(axes, titles):
+    ax.set_xscale("log")
+    ax.set_xlabel("trips (N)")
+    ax.set_title(title)
+axes[0].set_ylim(bottom=0)
+axes[1].axhline(120, color="red", linestyle="--")
+axes[1].set_ylim(bottom=0)
+axes[2].set_yscale("log")
+axes[3].set_yscale("log")
+axes[0].legend(fontsize=8)
+fig.tight_layout()
+fig.savefig(os.path.join(out, "against-n.png"), dpi=90)
+print(f"wrote {out}/summary.md, budget.png and against-n.png")
