@@ -71,14 +71,22 @@ $$;
 -- The loader's progress: a job's state and counters, written from its autocommit connection while the
 -- file loads. At the boundary between two files of a batch, the next file's job becomes `loading` in the
 -- same call, after the first one's update (so listeners see the two in that order): one round trip for
--- both, at every file of a batch.
+-- both, at every file of a batch. Given the content's hash of a file read whole, it also returns the done
+-- job that holds the same content, if any and if this job is not forced, so that the loader skips the file
+-- before sending it (ingest_job_done, 007_pieces.sql, checks again in the loading transaction).
 CREATE FUNCTION ingest_job_progress(job integer, state text, rows bigint, rejected bigint, bytes bigint,
-                                    rejects_file text, next_job integer) RETURNS void
+                                    rejects_file text, next_job integer, sha256 text) RETURNS integer
 LANGUAGE sql AS $$
     UPDATE ingest_jobs j
        SET state = $2, rows = $3, rejected = $4, bytes = $5, rejects_file = $6
      WHERE j.id = $1;
     UPDATE ingest_jobs j SET state = 'loading' WHERE j.id = $7;
+    SELECT e.id
+      FROM ingest_jobs e
+     WHERE e.content_sha256 = $8 AND e.state = 'done' AND e.id <> $1
+       AND NOT (SELECT j.forced FROM ingest_jobs j WHERE j.id = $1)
+     ORDER BY e.id
+     LIMIT 1;
 $$;
 
 -- Mark as failed every unfinished job whose loader is gone (killed, crashed, connection lost): its batch's

@@ -46,9 +46,7 @@ impl RowEncoder {
     /// A buffer that starts with the COPY header.
     pub fn new() -> Self {
         let mut buf = Vec::with_capacity(FLUSH_AT + 256);
-        buf.extend_from_slice(SIGNATURE);
-        buf.extend_from_slice(&0i32.to_be_bytes()); // flags: no OIDs
-        buf.extend_from_slice(&0i32.to_be_bytes()); // no header extension
+        buf.extend_from_slice(&header());
         RowEncoder { buf }
     }
 
@@ -125,9 +123,25 @@ impl RowEncoder {
 
     /// The remaining rows and the COPY trailer.
     pub fn finish(mut self) -> Vec<u8> {
-        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        self.buf.extend_from_slice(&TRAILER);
         self.buf
     }
+}
+
+/// The end of a binary COPY stream: a row of -1 fields.
+pub const TRAILER: [u8; 2] = (-1i16).to_be_bytes();
+
+/// The start of a binary COPY stream: the signature, flags (no OIDs), no header extension.
+pub fn header() -> Vec<u8> {
+    [SIGNATURE, &0i32.to_be_bytes(), &0i32.to_be_bytes()].concat()
+}
+
+const HEADER_LEN: usize = SIGNATURE.len() + 8;
+
+/// The rows of a whole stream (`RowEncoder::new`, rows, `finish`), without its header and trailer, to be
+/// written into another stream.
+pub fn rows_of(stream: &[u8]) -> &[u8] {
+    &stream[HEADER_LEN..stream.len() - TRAILER.len()]
 }
 
 /// A cell of one end of a trip (side 1 origin, 2 destination) at one level of the grid
@@ -148,7 +162,7 @@ mod tests {
     use super::*;
 
     fn body(enc: RowEncoder) -> Vec<u8> {
-        enc.finish()[SIGNATURE.len() + 8..].to_vec()
+        enc.finish()[HEADER_LEN..].to_vec()
     }
 
     #[test]

@@ -618,6 +618,209 @@ fn small_files_load_together_each_committed_whole_or_not_at_all() {
     );
 }
 
+/// Files of fewer trips than a run are read whole before any of their rows is sent, and sent together: a
+/// bad one and a duplicate (of a file earlier in the batch, or of a file loaded before) are left out
+/// without a savepoint, a large file of the same batch still streams in one, and every count adds up.
+#[test]
+fn files_read_whole_are_sent_together_and_left_out_before_sending() {
+    let db = test_db!("batch_whole");
+    let before = db.generate(1000, 5);
+    db.trips(&["ingest", &before]).ok();
+    let small = db.generate(3000, 1);
+    let again = db.file("again.csv", std::fs::read(&small).unwrap());
+    let loaded = db.file("loaded.csv", std::fs::read(&before).unwrap());
+    let bad = db.file(
+        "bad.csv",
+        format!("{HEADER}\n{GOOD}\n{GOOD}\nTurin,POINT (7.67 44.99),POINT (7.72 45.06),2018-05-32 02:54:04,baba_car\n"),
+    );
+    // More trips than a run (16,384): streamed into a savepoint of its own.
+    let large = db.generate(20_000, 2);
+    let last = db.generate(2000, 3);
+    let run = db.trips(&[
+        "ingest", "--json", &small, &bad, &again, &loaded, &large, &last,
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "error: failed to load {bad} [job 3]: {bad}:4: column 4"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.rows("SELECT id, state, duplicate_of, rows FROM ingest_jobs ORDER BY id"),
+        [
+            "(1,done,,1000)",
+            "(2,done,,3000)",
+            "(3,failed,,0)",
+            "(4,skipped,2,0)",
+            "(5,skipped,1,0)",
+            "(6,done,,20000)",
+            "(7,done,,2000)"
+        ]
+    );
+    for (job, expected) in [
+        (2, &["queued", "loading", "finishing", "done"][..]),
+        (3, &["queued", "loading", "failed"]),
+        (4, &["queued", "loading", "finishing", "skipped"]),
+        (5, &["queued", "loading", "finishing", "skipped"]),
+        (6, &["queued", "loading", "finishing", "done"]),
+        (7, &["queued", "loading", "finishing", "done"]),
+    ] {
+        assert_eq!(
+            job_states(&run.stdout, job),
+            expected,
+            "job {job}: {}",
+            run.stdout
+        );
+    }
+    assert_eq!(committed(&db), 26_000);
+    assert_eq!(
+        db.rows("SELECT job_id, count(*) FROM trip_rows GROUP BY 1 ORDER BY 1"),
+        ["(1,1000)", "(2,3000)", "(6,20000)", "(7,2000)"]
+    );
+    for tally in [
+        "SELECT sum(trips)::bigint FROM region_weeks",
+        "SELECT sum(trips)::bigint FROM region_datasource_stats",
+        "SELECT sum(coalesce(u.n, 1))::bigint FROM trip_cells c, unnest(c.weeks, c.week_trips) AS u(week, n)
+          WHERE c.side = 1 AND c.level = 2",
+    ] {
+        assert_eq!(db.count(tally), 26_000, "{tally}");
+    }
+    assert_eq!(
+        db.rows("SELECT region_id, trip_week(departed_at) AS w, count(*) FROM trip_rows GROUP BY 1, 2 ORDER BY 1, 2"),
+        db.rows("SELECT region_id, week, trips FROM region_weeks ORDER BY 1, 2")
+    );
+}
+
+/// The rows of files read whole wait in memory and go by one COPY every 8 MiB or so, which may come after
+/// a large file of the batch was rolled back: they must not be in that file's savepoint, which the next
+/// large file reuses and may roll back too.
+#[test]
+fn rows_sent_between_two_failed_large_files_are_kept() {
+    let db = test_db!("batch_whole_kept");
+    let bad_large = |name: &str| {
+        let mut text = format!("{HEADER}\n");
+        for _ in 0..17_000 {
+            text += GOOD;
+            text += "\n";
+        }
+        text += "Turin,POINT (7.67 44.99),POINT (7.72 45.06),2018-05-32 02:54:04,baba_car\n";
+        db.file(name, text)
+    };
+    let mut files = vec![bad_large("bad1.csv")];
+    // 26 x 5,000 trips: more rows than a pool holds (8 MiB, about 127,000 trips), so some go mid-batch.
+    files.extend((1..=26).map(|seed| db.generate(5000, seed)));
+    files.push(bad_large("bad2.csv"));
+    files.push(db.generate(1000, 99));
+    let mut args = vec!["ingest"];
+    args.extend(files.iter().map(String::as_str));
+    let run = db.trips(&args);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        db.count("SELECT count(*) FROM ingest_jobs WHERE state = 'failed'"),
+        2
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM ingest_jobs WHERE state = 'done'"),
+        27
+    );
+    assert_eq!(committed(&db), 131_000);
+    assert_eq!(
+        db.count("SELECT sum(rows)::bigint FROM ingest_jobs WHERE state = 'done'"),
+        131_000
+    );
+}
+
+/// A file read whole is checked against the content already loaded before it is sent; another loader
+/// may commit the same content after that check. The batch then finds it when it marks its jobs done,
+/// waits for the other loader's transaction, and if it committed fails the batch, telling the user to load
+/// the files again (the duplicate is then skipped); if it rolled back, the batch commits.
+#[test]
+fn a_content_committed_by_another_loader_during_a_batch_fails_the_batch() {
+    use sha2::{Digest, Sha256};
+    let db = test_db!("batch_content_race");
+    db.trips(&["migrate"]).ok();
+    for (seed, commit) in [(1, true), (2, false)] {
+        let files = [
+            db.generate(1_000, seed * 10),
+            db.generate(1_000, seed),
+            db.generate(1_000, seed * 10 + 1),
+        ];
+        let sha: String = Sha256::digest(std::fs::read(&files[1]).unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut other = db.client();
+        let job: i32 = other
+            .query_one("SELECT ingest_jobs_open('{other.csv}', '{0}', false)", &[])
+            .unwrap()
+            .get(0);
+        let mut tx = other.transaction().unwrap();
+        tx.execute(
+            "UPDATE ingest_jobs SET state = 'loading' WHERE id = $1",
+            &[&job],
+        )
+        .unwrap();
+        tx.execute("SELECT ingest_job_done($1, $2, 0, 0)", &[&job, &sha])
+            .unwrap();
+        let loader = db
+            .command(&["ingest", &files[0], &files[1], &files[2]])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let waiting = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                        WHERE NOT l.granted AND a.datname = current_database()";
+        while db.count(waiting) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the loader never waited"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if commit { tx.commit() } else { tx.rollback() }.unwrap();
+        other
+            .execute("SELECT ingest_jobs_close($1)", &[&job])
+            .unwrap();
+        let out = loader.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let states = db.rows(&format!(
+            "SELECT state FROM ingest_jobs WHERE id > {job} ORDER BY id"
+        ));
+        if commit {
+            assert!(!out.status.success(), "{stderr}");
+            assert!(
+                stderr.contains(&format!(
+                    "{}: job {job} of another loader committed the same content while this batch was \
+                     loading it. Load the files again: this one will be skipped as a duplicate",
+                    files[1]
+                )),
+                "{stderr}"
+            );
+            assert_eq!(states, ["(failed)", "(failed)", "(failed)"], "{stderr}");
+            assert_eq!(committed(&db), 0);
+            // Loaded again, the duplicate is skipped before it is sent, and the others are loaded.
+            db.trips(&["ingest", &files[0], &files[1], &files[2]]).ok();
+            assert_eq!(
+                db.rows(&format!(
+                    "SELECT state, duplicate_of FROM ingest_jobs WHERE id > {job} + 3 ORDER BY id"
+                )),
+                [
+                    "(done,)".to_string(),
+                    format!("(skipped,{job})"),
+                    "(done,)".to_string()
+                ]
+            );
+            assert_eq!(committed(&db), 2_000);
+        } else {
+            assert!(out.status.success(), "{stderr}");
+            assert_eq!(states, ["(done)", "(done)", "(done)"], "{stderr}");
+            assert_eq!(committed(&db), 5_000);
+        }
+    }
+}
+
 /// The states of a job's events in `trips ingest --json` output, a state repeated by progress told once.
 fn job_states(stdout: &str, job: i64) -> Vec<String> {
     let mut states: Vec<String> = stdout

@@ -1,12 +1,13 @@
 //! One file in its batch's transaction, on the loading thread: the rows the reading thread (read.rs) encoded
 //! are COPYed into the batch's piece, progress is written to the job row, and the job is marked done by
-//! `ingest_job_done` (db/007_pieces.sql); the batch (mod.rs) sends the counts and commits.
+//! `ingest_job_done` (db/007_pieces.sql); the batch (mod.rs) sends the counts and commits. The small files
+//! of a batch, read whole before any of their rows is sent, go through the batch's `Pool` instead.
 
 use super::names;
 use super::read::{Counts, Msg};
 use super::relay;
 use super::tally::{CellTally, Tallies};
-use crate::copy::RowEncoder;
+use crate::copy::{self, RowEncoder};
 use crate::status::Printer;
 use anyhow::{Context, Result, anyhow};
 use postgres::{Client, Statement};
@@ -29,8 +30,9 @@ pub(super) struct Pieces {
 /// prepared anew each time it runs, one more round trip per statement and file (docs/store.md, "Round
 /// trips per file").
 pub(super) struct Statements {
-    /// On the control connection: a job's state and counters, and the next job marked loading
-    /// (ingest_job_progress in db/003_ingest_jobs.sql); the trigger on ingest_jobs notifies.
+    /// On the control connection: a job's state and counters, the next job marked loading, and the done
+    /// job holding the same content, if any (ingest_job_progress in db/003_ingest_jobs.sql); the trigger on
+    /// ingest_jobs notifies.
     progress: Statement,
     /// In the batch's transaction: the COPY into the trips' piece.
     copy_trips: Statement,
@@ -47,7 +49,7 @@ impl Statements {
         let preparing = "while preparing the statements of the load";
         Ok(Statements {
             progress: control
-                .prepare("SELECT ingest_job_progress($1, $2, $3, $4, $5, $6, $7)")
+                .prepare("SELECT ingest_job_progress($1, $2, $3, $4, $5, $6, $7, $8)")
                 .context(preparing)?,
             copy_trips: tx
                 .prepare(&copy_statement(&pieces.trips, pieces.freeze))
@@ -61,7 +63,8 @@ impl Statements {
 
 /// How a file ended in its batch's transaction.
 pub(super) enum Read {
-    /// Its rows are sent and its job is marked done, to be committed with the batch; what it counted.
+    /// Its rows are sent and its job is marked done (or, read whole, both are left to the batch's `Pool`),
+    /// to be committed with the batch; what it counted.
     Done(Tallies),
     /// A done job already holds this content: that job, and the content's hash.
     Duplicate(i32, String),
@@ -118,24 +121,34 @@ impl<'a> Loader<'a> {
         }
     }
 
-    /// Loads the file into the batch's pieces within `tx` (the batch's transaction, or the file's savepoint
-    /// in it). The cell tally is sent here only when it outgrows --tally-limit; the rest goes back to the
-    /// batch with the other counts. On an error, `skip_rest` passes over what is left of the file.
+    /// Loads the file, whose first message after `Opened` is `first`, into the batch's pieces within `tx`
+    /// (the batch's transaction, or the file's savepoint in it). The cell tally is sent here only when it
+    /// outgrows --tally-limit; the rest goes back to the batch with the other counts. On an error,
+    /// `skip_rest` passes over what is left of the file.
     pub(super) fn load(
         &mut self,
         tx: &mut postgres::Transaction<'_>,
         pieces: &Pieces,
+        first: Msg,
     ) -> Result<Read> {
+        let mut first = Some(first);
         loop {
             let mut copy = tx
                 .copy_in(&self.statements.copy_trips)
                 .with_context(|| format!("while starting the COPY into {}", pieces.trips))?;
+            let sending = "while sending rows to the database";
             let after_rows = loop {
-                match self.next()? {
-                    Msg::Rows(rows) => copy
-                        .write_all(&rows)
-                        .context("while sending rows to the database")?,
-                    other => break other,
+                match first.take().map_or_else(|| self.next(), Ok)? {
+                    Msg::Rows(rows) => copy.write_all(&rows).context(sending)?,
+                    other => {
+                        if let Msg::End {
+                            whole: Some(rows), ..
+                        } = &other
+                        {
+                            copy.write_all(rows).context(sending)?;
+                        }
+                        break other;
+                    }
                 }
             };
             match after_rows {
@@ -147,10 +160,7 @@ impl<'a> Loader<'a> {
                     tallies, sha256, ..
                 } => {
                     copy.finish().context("while finishing the COPY")?;
-                    // The batch's next file is loading from here: told in the same round trip.
-                    let next = (self.job < *self.batch.end()).then_some(self.job + 1);
-                    self.write_progress("finishing", next)?;
-                    self.marked_next = next.is_some();
+                    self.finishing(None)?;
                     return Ok(match self.job_done(tx, &sha256)? {
                         Some(earlier) => Read::Duplicate(earlier, sha256),
                         None => Read::Done(tallies),
@@ -173,8 +183,18 @@ impl<'a> Loader<'a> {
         Ok(())
     }
 
+    /// The file marked finishing, and the batch's next file loading from here, in one round trip. Given
+    /// the content's hash (a file read whole, its rows not yet sent: see `Pool`), the done job that holds
+    /// the same content, if any.
+    pub(super) fn finishing(&mut self, sha256: Option<&str>) -> Result<Option<i32>> {
+        let next = (self.job < *self.batch.end()).then_some(self.job + 1);
+        let earlier = self.write_progress("finishing", next, sha256)?;
+        self.marked_next = next.is_some();
+        Ok(earlier)
+    }
+
     /// The reading thread's next message for the loading thread; names and progress are dealt with here.
-    fn next(&mut self) -> Result<Msg> {
+    pub(super) fn next(&mut self) -> Result<Msg> {
         loop {
             let msg = self
                 .messages
@@ -219,19 +239,26 @@ impl<'a> Loader<'a> {
 
     /// Writes the counters to the job row, which notifies every listener, and shows what comes back.
     pub(super) fn progress(&mut self, state: &str) -> Result<()> {
-        self.write_progress(state, None)
+        self.write_progress(state, None, None).map(|_| ())
     }
 
-    /// `progress`, and marks `next` (a job of the batch) loading after it.
-    fn write_progress(&mut self, state: &str, next: Option<i32>) -> Result<()> {
+    /// `progress`, and marks `next` (a job of the batch) loading after it; given the content's hash,
+    /// returns the done job that holds the same content, if any (and if this job is not forced).
+    fn write_progress(
+        &mut self,
+        state: &str,
+        next: Option<i32>,
+        sha256: Option<&str>,
+    ) -> Result<Option<i32>> {
         let counts = &self.counts;
         let bytes = counts.bytes as i64;
         let rejects_file = counts
             .rejects_file
             .as_ref()
             .map(|p| p.display().to_string());
-        self.control
-            .execute(
+        let earlier = self
+            .control
+            .query_one(
                 &self.statements.progress,
                 &[
                     &self.job,
@@ -241,10 +268,120 @@ impl<'a> Loader<'a> {
                     &bytes,
                     &rejects_file,
                     &next,
+                    &sha256,
                 ],
             )
-            .context("while recording progress")?;
+            .context("while recording progress")?
+            .get(0);
         relay(self.control, self.printer, self.job, &self.batch)?;
+        Ok(earlier)
+    }
+}
+
+/// The rows of the batch's files read whole, and their jobs. A file of fewer trips than a run (read.rs)
+/// is read, validated and hashed before any of its rows is sent, so it needs no savepoint, no COPY and no
+/// statement of its own in the batch's transaction: a bad file is never sent, and a file whose content is
+/// already loaded is found by `Loader::finishing` before it is. Its rows wait here with others', and
+/// go by one COPY every `POOL_BYTES`; the jobs are marked done together before the batch finishes
+/// (docs/store.md, "Files read whole").
+#[derive(Default)]
+pub(super) struct Pool {
+    /// COPY rows, without a stream's header and trailer.
+    rows: Vec<u8>,
+    /// The files of the rows, sent or not.
+    files: Vec<Pooled>,
+}
+
+/// A file in the pool: what its job is marked done with.
+struct Pooled {
+    job: i32,
+    name: String,
+    sha256: String,
+    rows: i64,
+    rejected: i64,
+}
+
+/// The rows a pool holds before they are sent: about 120,000 trips.
+const POOL_BYTES: usize = 8 << 20;
+
+impl Pool {
+    /// Adds a file read whole: its job and name, what it counted, its content's hash and its rows (a whole
+    /// stream).
+    pub(super) fn add(
+        &mut self,
+        job: i32,
+        name: &str,
+        counts: &Counts,
+        sha256: &str,
+        stream: &[u8],
+    ) {
+        // A file read whole is less than a chunk of rows, so the pool never outgrows this.
+        self.rows
+            .reserve(POOL_BYTES + copy::FLUSH_AT - self.rows.len());
+        self.rows.extend_from_slice(copy::rows_of(stream));
+        self.files.push(Pooled {
+            job,
+            name: name.to_string(),
+            sha256: sha256.to_string(),
+            rows: counts.rows,
+            rejected: counts.rejected,
+        });
+    }
+
+    pub(super) fn is_full(&self) -> bool {
+        self.rows.len() >= POOL_BYTES
+    }
+
+    /// Sends the rows held, by one COPY into the batch's piece of trips.
+    pub(super) fn send(
+        &mut self,
+        tx: &mut postgres::Transaction<'_>,
+        statements: &Statements,
+    ) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let sending = "while sending the rows of small files to the database";
+        let mut copy = tx.copy_in(&statements.copy_trips).context(sending)?;
+        copy.write_all(&copy::header()).context(sending)?;
+        copy.write_all(&self.rows).context(sending)?;
+        copy.write_all(&copy::TRAILER).context(sending)?;
+        copy.finish().context(sending)?;
+        self.rows.clear();
+        Ok(())
+    }
+
+    /// Marks the jobs of the files added done (ingest_job_done, db/007_pieces.sql), in one statement, once
+    /// their rows are sent. A content that another loader committed since `Loader::finishing` looked (two
+    /// loaders of the same file at the same moment) fails the batch: its rows are sent with the others'.
+    pub(super) fn mark_done(&mut self, tx: &mut postgres::Transaction<'_>) -> Result<()> {
+        if self.files.is_empty() {
+            return Ok(());
+        }
+        let jobs: Vec<i32> = self.files.iter().map(|f| f.job).collect();
+        let hashes: Vec<&str> = self.files.iter().map(|f| f.sha256.as_str()).collect();
+        let rows: Vec<i64> = self.files.iter().map(|f| f.rows).collect();
+        let rejected: Vec<i64> = self.files.iter().map(|f| f.rejected).collect();
+        let duplicates = tx
+            .query(
+                "SELECT u.i, d.earlier
+                   FROM unnest($1::integer[], $2::text[], $3::bigint[], $4::bigint[])
+                        WITH ORDINALITY AS u(job, sha256, loaded, skipped, i),
+                        LATERAL ingest_job_done(u.job, u.sha256, u.loaded, u.skipped) AS d(earlier)
+                  WHERE d.earlier IS NOT NULL
+                  ORDER BY u.i",
+                &[&jobs, &hashes, &rows, &rejected],
+            )
+            .context("while committing the trips")?;
+        if let Some(first) = duplicates.first() {
+            let (i, earlier): (i64, i32) = (first.get(0), first.get(1));
+            return Err(anyhow!(
+                "{}: job {earlier} of another loader committed the same content while this batch was \
+                 loading it. Load the files again: this one will be skipped as a duplicate",
+                self.files[i as usize - 1].name
+            ));
+        }
+        self.files.clear();
         Ok(())
     }
 }

@@ -9,9 +9,12 @@
 //! and week, per region and week, per region and datasource) are sent, and `ingest_finish` indexes and
 //! attaches the pieces and adds the small rollups; each file's job is marked done in the same commit.
 //!
-//! A transaction holds one file, or a batch of small files (`load_batch`), each file in a savepoint of its
-//! own: a file that fails or is a duplicate is rolled back alone, and the others are committed together,
-//! as one piece. Any error of the transaction itself rolls back every file in it.
+//! A transaction holds one file, or a batch of small files (`load_batch`), each committed whole or not at
+//! all: a file that fails or is a duplicate is left out alone, and the others are committed together, as
+//! one piece. A file of the batch of fewer trips than a run (read.rs) is read whole before any of its rows
+//! is sent: a bad one is never sent, a duplicate is found before it is, and the others' rows go by one
+//! COPY for many files (`Pool` in load.rs). A larger file streams into a savepoint of its own, rolled back
+//! if the file fails or is a duplicate. Any error of the transaction itself rolls back every file in it.
 //!
 //! The stages, one file each: `read.rs` one file's records (the reading thread), `load.rs` the same file
 //! sent into the transaction, `names.rs` the keys of region and datasource names, `tally.rs` what is
@@ -26,9 +29,10 @@ mod tally;
 use crate::input;
 use crate::status::{self, Printer};
 use anyhow::{Context, Result};
-use load::{Loader, Pieces, Read, Statements, send_cells};
+use load::{Loader, Pieces, Pool, Read, Statements, send_cells};
 use postgres::Client;
 use read::Msg;
+use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
@@ -285,6 +289,11 @@ impl Batch<'_> {
         let statements = Statements::prepare(control, &mut tx, &pieces)?;
         let mut counted = Tallies::new();
         let mut savepoint = FileSavepoint::None;
+        let mut pool = Pool::default();
+        // The content of each file read whole and pooled so far (unless forced), whose job is not marked
+        // done until the batch ends: a later file with the same content is its duplicate. (A file and its
+        // duplicate take the same path, since it depends only on the content.)
+        let mut pooled = HashMap::new();
         // The last file's `finishing` marked this one loading.
         let mut marked_loading = false;
         for i in 0..self.jobs.len() {
@@ -301,10 +310,29 @@ impl Batch<'_> {
                 self.outcomes[i] = Some(record_failed(control, job, &format!("{e:#}"), ended)?);
                 continue;
             }
-            let (result, broken) = if self.alone() {
-                (loader.load(&mut tx, &pieces), false)
-            } else {
-                load_in_savepoint(&mut loader, &mut tx, &pieces, &mut savepoint)?
+            let (result, broken) = match loader.next()? {
+                // Failed before any of its rows was sent.
+                Msg::Failed { error, .. } => (Err(error), false),
+                Msg::End {
+                    whole: Some(rows),
+                    tallies,
+                    sha256,
+                    counts,
+                } if !self.alone() => {
+                    let loaded = loader.finishing(Some(&sha256))?;
+                    match pooled.get(&sha256).copied().or(loaded) {
+                        Some(earlier) => (Ok(Read::Duplicate(earlier, sha256)), false),
+                        None => {
+                            pool.add(job, name, &counts, &sha256, &rows);
+                            if !opts.force {
+                                pooled.insert(sha256, job);
+                            }
+                            (Ok(Read::Done(tallies)), false)
+                        }
+                    }
+                }
+                first if self.alone() => (loader.load(&mut tx, &pieces, first), false),
+                first => load_in_savepoint(&mut loader, &mut tx, &pieces, &mut savepoint, first)?,
             };
             if result.is_err() && !broken {
                 loader.skip_rest()?;
@@ -321,7 +349,12 @@ impl Batch<'_> {
                 Ok(Read::Done(tallies)) => {
                     counted.absorb(tallies);
                     self.read.push((i, ended));
+                    if pool.is_full() {
+                        savepoint.keep_what_follows();
+                        pool.send(&mut tx, &statements)?;
+                    }
                     if counted.len() >= opts.tally_limit {
+                        savepoint.keep_what_follows();
                         send_cells(&mut tx, &pieces, &mut counted.cells)?;
                     }
                 }
@@ -343,6 +376,9 @@ impl Batch<'_> {
         if self.read.is_empty() {
             return Ok(()); // nothing to commit: the transaction rolls back
         }
+        savepoint.keep_what_follows();
+        pool.send(&mut tx, &statements)?;
+        pool.mark_done(&mut tx)?;
         send_cells(&mut tx, &pieces, &mut counted.cells)?;
         let loaded: i64 = self.read.iter().map(|(_, e)| e.rows).sum();
         finish(&mut tx, &range, loaded, &counted)?;
@@ -351,16 +387,18 @@ impl Batch<'_> {
     }
 }
 
-/// Loads a file of a batch in a savepoint of its own, kept if the file is done, rolled back otherwise;
-/// true beside the file's result if the savepoint could not be ended (the transaction is broken).
+/// Loads a file of a batch, whose first message after `Opened` is `first`, in a savepoint of its own, kept
+/// if the file is done, rolled back otherwise; true beside the file's result if the savepoint could not be
+/// ended (the transaction is broken).
 fn load_in_savepoint(
     loader: &mut Loader,
     tx: &mut postgres::Transaction<'_>,
     pieces: &Pieces,
     savepoint: &mut FileSavepoint,
+    first: Msg,
 ) -> Result<(Result<Read>, bool)> {
     savepoint.take(tx)?;
-    let result = loader.load(tx, pieces);
+    let result = loader.load(tx, pieces, first);
     let end = savepoint.end(tx, matches!(result, Ok(Read::Done(_))));
     Ok(match (result, end) {
         (result, Ok(())) => (result, false),
@@ -394,6 +432,14 @@ impl FileSavepoint {
             .context("while starting the file's savepoint")?;
         *self = FileSavepoint::Ready;
         Ok(())
+    }
+
+    /// What the transaction writes next is kept whatever a later file does: a savepoint with nothing in it
+    /// yet is not reused by the next file (which could roll it back), but released and taken again.
+    fn keep_what_follows(&mut self) {
+        if let FileSavepoint::Ready = self {
+            *self = FileSavepoint::Holds;
+        }
     }
 
     /// The file is kept, or rolled back.

@@ -5,7 +5,8 @@
 //!
 //! The reading thread never touches the database. What it needs from it, a new name's key, it asks the
 //! loading thread for (`Msg::Name`). Each file's messages end with `End` or `Failed`; a full channel holds
-//! the reader back, so memory stays bounded by [`READ_AHEAD`] messages.
+//! the reader back, so memory stays bounded by [`READ_AHEAD`] messages. A file of fewer trips than a run
+//! sends no rows before its `End`, which carries them: it is read, validated and hashed whole first.
 
 use super::names::{self, Dim, Names};
 use super::rejects::{Rejects, open_rejects};
@@ -55,11 +56,15 @@ pub enum Msg {
         at: String,
         reply: Sender<Result<i16>>,
     },
-    /// The file is read whole: what it counted, and its content's hash.
+    /// The file is read whole: what it counted, and its content's hash. `whole` holds the file's rows (a
+    /// whole COPY stream) if none were sent before: a file of fewer trips than a run was read, validated
+    /// and hashed before any of it is sent, so a batch can send it with others and skip it if its content
+    /// is already loaded (mod.rs, "files read whole").
     End {
         counts: Counts,
         tallies: Tallies,
         sha256: String,
+        whole: Option<Vec<u8>>,
     },
     /// The file failed; without `Opened` before it, it could not be opened.
     Failed {
@@ -112,10 +117,11 @@ pub fn read_files(files: Vec<(i32, Source)>, opts: &Options, out: SyncSender<Msg
             last_progress: Instant::now(),
         };
         let last = match reader.read(input) {
-            Ok((tallies, sha256)) => Msg::End {
+            Ok((tallies, sha256, whole)) => Msg::End {
                 counts: reader.counts(),
                 tallies,
                 sha256,
+                whole,
             },
             Err(error) => Msg::Failed {
                 counts: reader.counts(),
@@ -144,14 +150,15 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     /// Reads the file's records, sending the rows as they fill a chunk; returns the file's tallies (less
-    /// the cells sent as `Cells`) and its content's hash.
-    fn read(&mut self, input: Input) -> Result<(Tallies, String)> {
+    /// the cells sent as `Cells`), its content's hash and, if no chunk was sent, its rows.
+    fn read(&mut self, input: Input) -> Result<(Tallies, String, Option<Vec<u8>>)> {
         let mut records = Records::new(self.name, input);
         let mut record = ByteRecord::new();
         let layout = self.header(&mut records, &mut record)?;
         let mut rows = RowEncoder::new();
         let mut run = Run::default();
         let mut tallies = Tallies::new();
+        let mut sent = false;
         while records.next(&mut record)? {
             match parse::trip(&layout, &record) {
                 Ok(trip) => {
@@ -163,12 +170,14 @@ impl Reader<'_> {
                     if run.is_full() {
                         run.encode(self.job, &mut rows);
                         self.send(Msg::Rows(rows.take()))?;
+                        sent = true;
                     }
                     if tallies.len() >= self.opts.tally_limit {
                         // The loading thread ends the COPY to send the tally (one COPY at a time per
                         // connection), and starts another with the next rows.
                         run.encode(self.job, &mut rows);
                         self.send(Msg::Rows(rows.finish()))?;
+                        sent = true;
                         self.send(Msg::Cells(std::mem::take(&mut tallies.cells)))?;
                         rows = RowEncoder::new();
                     }
@@ -181,9 +190,14 @@ impl Reader<'_> {
             }
         }
         run.encode(self.job, &mut rows);
-        self.send(Msg::Rows(rows.finish()))?;
         self.check_something_loaded()?;
-        Ok((tallies, records.sha256_hex()))
+        let whole = if sent {
+            self.send(Msg::Rows(rows.finish()))?;
+            None
+        } else {
+            Some(rows.finish())
+        };
+        Ok((tallies, records.sha256_hex(), whole))
     }
 
     fn send(&self, msg: Msg) -> Result<()> {
