@@ -442,48 +442,11 @@ fn concurrent_ingests_add_up_and_share_dimensions() {
 /// commit.
 #[test]
 fn a_content_being_committed_by_another_loader_is_waited_for() {
-    use sha2::{Digest, Sha256};
     let db = test_db!("content_race");
     db.trips(&["migrate"]).ok();
     for (seed, commit) in [(1, true), (2, false)] {
         let file = db.generate(1_000, seed);
-        let sha: String = Sha256::digest(std::fs::read(&file).unwrap())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let mut other = db.client();
-        let job: i32 = other
-            .query_one("SELECT ingest_jobs_open('{other.csv}', '{0}', false)", &[])
-            .unwrap()
-            .get(0);
-        let mut tx = other.transaction().unwrap();
-        tx.execute(
-            "UPDATE ingest_jobs SET state = 'loading' WHERE id = $1",
-            &[&job],
-        )
-        .unwrap();
-        tx.execute("SELECT ingest_job_done($1, $2, 0, 0)", &[&job, &sha])
-            .unwrap();
-        let loader = db
-            .command(&["ingest", &file])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        let waiting = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-                        WHERE NOT l.granted AND a.datname = current_database()";
-        while db.count(waiting) == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the loader never waited"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        if commit { tx.commit() } else { tx.rollback() }.unwrap();
-        other
-            .execute("SELECT ingest_jobs_close($1)", &[&job])
-            .unwrap();
-        let out = loader.wait_with_output().unwrap();
+        let (job, out) = race_another_loader(&db, &file, commit, db.command(&["ingest", &file]));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stderr}");
         let expected = if commit {
@@ -500,6 +463,51 @@ fn a_content_being_committed_by_another_loader_is_waited_for() {
         );
     }
     assert_eq!(committed(&db), 1_000);
+}
+
+/// Marks the content of `file` done in another loader's open transaction (a job `other.csv`, stopped
+/// between ingest_job_done and its commit), starts `loader`, waits until it waits for that transaction,
+/// then commits or rolls it back. Returns the other loader's job and the loader's output.
+fn race_another_loader(
+    db: &TestDb,
+    file: &str,
+    commit: bool,
+    mut loader: std::process::Command,
+) -> (i32, std::process::Output) {
+    use sha2::{Digest, Sha256};
+    let sha: String = Sha256::digest(std::fs::read(file).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut other = db.client();
+    let job: i32 = other
+        .query_one("SELECT ingest_jobs_open('{other.csv}', '{0}', false)", &[])
+        .unwrap()
+        .get(0);
+    let mut tx = other.transaction().unwrap();
+    tx.execute(
+        "UPDATE ingest_jobs SET state = 'loading' WHERE id = $1",
+        &[&job],
+    )
+    .unwrap();
+    tx.execute("SELECT ingest_job_done($1, $2, 0, 0)", &[&job, &sha])
+        .unwrap();
+    let loader = loader.stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let waiting = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                    WHERE NOT l.granted AND a.datname = current_database()";
+    while db.count(waiting) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the loader never waited"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if commit { tx.commit() } else { tx.rollback() }.unwrap();
+    other
+        .execute("SELECT ingest_jobs_close($1)", &[&job])
+        .unwrap();
+    (job, loader.wait_with_output().unwrap())
 }
 
 #[test]
@@ -581,19 +589,15 @@ fn small_files_load_together_each_committed_whole_or_not_at_all() {
     // Each job's events come in the order of its states (a file that fails while read is never
     // finishing), whichever statement wrote them: a batch marks the next file loading with the last one's
     // finishing.
-    for (job, expected) in [
-        (1, &["queued", "loading", "finishing", "done"][..]),
-        (2, &["queued", "loading", "failed"]),
-        (3, &["queued", "loading", "finishing", "skipped"]),
-        (4, &["queued", "loading", "finishing", "done"]),
-    ] {
-        assert_eq!(
-            job_states(&run.stdout, job),
-            expected,
-            "job {job}: {}",
-            run.stdout
-        );
-    }
+    assert_job_events(
+        &run.stdout,
+        &[
+            (1, &["queued", "loading", "finishing", "done"][..]),
+            (2, &["queued", "loading", "failed"]),
+            (3, &["queued", "loading", "finishing", "skipped"]),
+            (4, &["queued", "loading", "finishing", "done"]),
+        ],
+    );
     assert_eq!(committed(&db), 5000);
     assert_eq!(
         db.rows("SELECT parent, first_job, last_job, trips FROM trip_pieces ORDER BY 1"),
@@ -604,13 +608,21 @@ fn small_files_load_together_each_committed_whole_or_not_at_all() {
         0
     );
     // Every tally holds the trips of the two files done, counted once.
+    assert_tallies_count(&db, 5000);
+}
+
+/// Every tally (per region and week, per region and datasource, per cell and week at both ends) holds
+/// `trips` trips, and the regions' weeks are those of the stored trips.
+fn assert_tallies_count(db: &TestDb, trips: i64) {
     for tally in [
         "SELECT sum(trips)::bigint FROM region_weeks",
         "SELECT sum(trips)::bigint FROM region_datasource_stats",
         "SELECT sum(coalesce(u.n, 1))::bigint FROM trip_cells c, unnest(c.weeks, c.week_trips) AS u(week, n)
+          WHERE c.side = 1 AND c.level = 2",
+        "SELECT sum(coalesce(u.n, 1))::bigint FROM trip_cells c, unnest(c.weeks, c.week_trips) AS u(week, n)
           WHERE c.side = 2 AND c.level = 2",
     ] {
-        assert_eq!(db.count(tally), 5000, "{tally}");
+        assert_eq!(db.count(tally), trips, "{tally}");
     }
     assert_eq!(
         db.rows("SELECT region_id, trip_week(departed_at) AS w, count(*) FROM trip_rows GROUP BY 1, 2 ORDER BY 1, 2"),
@@ -659,38 +671,23 @@ fn files_read_whole_are_sent_together_and_left_out_before_sending() {
             "(7,done,,2000)"
         ]
     );
-    for (job, expected) in [
-        (2, &["queued", "loading", "finishing", "done"][..]),
-        (3, &["queued", "loading", "failed"]),
-        (4, &["queued", "loading", "finishing", "skipped"]),
-        (5, &["queued", "loading", "finishing", "skipped"]),
-        (6, &["queued", "loading", "finishing", "done"]),
-        (7, &["queued", "loading", "finishing", "done"]),
-    ] {
-        assert_eq!(
-            job_states(&run.stdout, job),
-            expected,
-            "job {job}: {}",
-            run.stdout
-        );
-    }
+    assert_job_events(
+        &run.stdout,
+        &[
+            (2, &["queued", "loading", "finishing", "done"][..]),
+            (3, &["queued", "loading", "failed"]),
+            (4, &["queued", "loading", "finishing", "skipped"]),
+            (5, &["queued", "loading", "finishing", "skipped"]),
+            (6, &["queued", "loading", "finishing", "done"]),
+            (7, &["queued", "loading", "finishing", "done"]),
+        ],
+    );
     assert_eq!(committed(&db), 26_000);
     assert_eq!(
         db.rows("SELECT job_id, count(*) FROM trip_rows GROUP BY 1 ORDER BY 1"),
         ["(1,1000)", "(2,3000)", "(6,20000)", "(7,2000)"]
     );
-    for tally in [
-        "SELECT sum(trips)::bigint FROM region_weeks",
-        "SELECT sum(trips)::bigint FROM region_datasource_stats",
-        "SELECT sum(coalesce(u.n, 1))::bigint FROM trip_cells c, unnest(c.weeks, c.week_trips) AS u(week, n)
-          WHERE c.side = 1 AND c.level = 2",
-    ] {
-        assert_eq!(db.count(tally), 26_000, "{tally}");
-    }
-    assert_eq!(
-        db.rows("SELECT region_id, trip_week(departed_at) AS w, count(*) FROM trip_rows GROUP BY 1, 2 ORDER BY 1, 2"),
-        db.rows("SELECT region_id, week, trips FROM region_weeks ORDER BY 1, 2")
-    );
+    assert_tallies_count(&db, 26_000);
 }
 
 /// The rows of files read whole wait in memory and go by one COPY every 8 MiB or so, which may come after
@@ -730,6 +727,7 @@ fn rows_sent_between_two_failed_large_files_are_kept() {
         db.count("SELECT sum(rows)::bigint FROM ingest_jobs WHERE state = 'done'"),
         131_000
     );
+    assert_tallies_count(&db, 131_000);
 }
 
 /// A file read whole is checked against the content already loaded before it is sent; another loader
@@ -738,7 +736,6 @@ fn rows_sent_between_two_failed_large_files_are_kept() {
 /// the files again (the duplicate is then skipped); if it rolled back, the batch commits.
 #[test]
 fn a_content_committed_by_another_loader_during_a_batch_fails_the_batch() {
-    use sha2::{Digest, Sha256};
     let db = test_db!("batch_content_race");
     db.trips(&["migrate"]).ok();
     for (seed, commit) in [(1, true), (2, false)] {
@@ -747,43 +744,8 @@ fn a_content_committed_by_another_loader_during_a_batch_fails_the_batch() {
             db.generate(1_000, seed),
             db.generate(1_000, seed * 10 + 1),
         ];
-        let sha: String = Sha256::digest(std::fs::read(&files[1]).unwrap())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let mut other = db.client();
-        let job: i32 = other
-            .query_one("SELECT ingest_jobs_open('{other.csv}', '{0}', false)", &[])
-            .unwrap()
-            .get(0);
-        let mut tx = other.transaction().unwrap();
-        tx.execute(
-            "UPDATE ingest_jobs SET state = 'loading' WHERE id = $1",
-            &[&job],
-        )
-        .unwrap();
-        tx.execute("SELECT ingest_job_done($1, $2, 0, 0)", &[&job, &sha])
-            .unwrap();
-        let loader = db
-            .command(&["ingest", &files[0], &files[1], &files[2]])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        let waiting = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-                        WHERE NOT l.granted AND a.datname = current_database()";
-        while db.count(waiting) == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the loader never waited"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        if commit { tx.commit() } else { tx.rollback() }.unwrap();
-        other
-            .execute("SELECT ingest_jobs_close($1)", &[&job])
-            .unwrap();
-        let out = loader.wait_with_output().unwrap();
+        let loader = db.command(&["ingest", &files[0], &files[1], &files[2]]);
+        let (job, out) = race_another_loader(&db, &files[1], commit, loader);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let states = db.rows(&format!(
             "SELECT state FROM ingest_jobs WHERE id > {job} ORDER BY id"
@@ -818,6 +780,14 @@ fn a_content_committed_by_another_loader_during_a_batch_fails_the_batch() {
             assert_eq!(states, ["(done)", "(done)", "(done)"], "{stderr}");
             assert_eq!(committed(&db), 5_000);
         }
+    }
+}
+
+/// Each job's events in `trips ingest --json` output come in the order given (a state repeated by progress
+/// told once).
+fn assert_job_events(stdout: &str, expected: &[(i64, &[&str])]) {
+    for (job, states) in expected {
+        assert_eq!(job_states(stdout, *job), *states, "job {job}: {stdout}");
     }
 }
 
