@@ -59,7 +59,7 @@ pub enum Msg {
     /// The file is read whole: what it counted, and its content's hash. `whole` holds the file's rows (a
     /// whole COPY stream) if none were sent before: a file of fewer trips than a run was read, validated
     /// and hashed before any of it is sent, so a batch can send it with others and skip it if its content
-    /// is already loaded (mod.rs, "files read whole").
+    /// is already loaded (docs/store.md, "Files read whole").
     End {
         counts: Counts,
         tallies: Tallies,
