@@ -11,6 +11,7 @@ use crate::copy::{self, RowEncoder};
 use crate::status::Printer;
 use anyhow::{Context, Result, anyhow};
 use postgres::{Client, Statement};
+use std::collections::HashMap;
 use std::io::Write;
 use std::ops::RangeInclusive;
 use std::sync::mpsc::Receiver;
@@ -290,6 +291,9 @@ pub(super) struct Pool {
     rows: Vec<u8>,
     /// The files of the rows, sent or not.
     files: Vec<Pooled>,
+    /// Their contents: the first job of each. A file and its duplicate take the same path (it depends
+    /// only on the content), so a duplicate of a pooled file is pooled, and its job is not yet done.
+    contents: HashMap<String, i32>,
 }
 
 /// A file in the pool: what its job is marked done with.
@@ -319,6 +323,7 @@ impl Pool {
         self.rows
             .reserve(POOL_BYTES + copy::FLUSH_AT - self.rows.len());
         self.rows.extend_from_slice(copy::rows_of(stream));
+        self.contents.entry(sha256.to_string()).or_insert(job);
         self.files.push(Pooled {
             job,
             name: name.to_string(),
@@ -326,6 +331,11 @@ impl Pool {
             rows: counts.rows,
             rejected: counts.rejected,
         });
+    }
+
+    /// The job of a file in the pool with this content.
+    pub(super) fn holding(&self, sha256: &str) -> Option<i32> {
+        self.contents.get(sha256).copied()
     }
 
     pub(super) fn is_full(&self) -> bool {

@@ -32,7 +32,6 @@ use anyhow::{Context, Result};
 use load::{Loader, Pieces, Pool, Read, Statements, send_cells};
 use postgres::Client;
 use read::Msg;
-use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
@@ -288,12 +287,8 @@ impl Batch<'_> {
         };
         let statements = Statements::prepare(control, &mut tx, &pieces)?;
         let mut counted = Tallies::new();
-        let mut savepoint = FileSavepoint::None;
+        let mut savepoint = FileSavepoint::default();
         let mut pool = Pool::default();
-        // The content of each file read whole and pooled so far (unless forced), whose job is not marked
-        // done until the batch ends: a later file with the same content is its duplicate. (A file and its
-        // duplicate take the same path, since it depends only on the content.)
-        let mut pooled = HashMap::new();
         // The last file's `finishing` marked this one loading.
         let mut marked_loading = false;
         for i in 0..self.jobs.len() {
@@ -320,13 +315,15 @@ impl Batch<'_> {
                     counts,
                 } if !self.alone() => {
                     let loaded = loader.finishing(Some(&sha256))?;
-                    match pooled.get(&sha256).copied().or(loaded) {
+                    let pooled = if opts.force {
+                        None
+                    } else {
+                        pool.holding(&sha256)
+                    };
+                    match pooled.or(loaded) {
                         Some(earlier) => (Ok(Read::Duplicate(earlier, sha256)), false),
                         None => {
                             pool.add(job, name, &counts, &sha256, &rows);
-                            if !opts.force {
-                                pooled.insert(sha256, job);
-                            }
                             (Ok(Read::Done(tallies)), false)
                         }
                     }
@@ -350,11 +347,9 @@ impl Batch<'_> {
                     counted.absorb(tallies);
                     self.read.push((i, ended));
                     if pool.is_full() {
-                        savepoint.keep_what_follows();
                         pool.send(&mut tx, &statements)?;
                     }
                     if counted.len() >= opts.tally_limit {
-                        savepoint.keep_what_follows();
                         send_cells(&mut tx, &pieces, &mut counted.cells)?;
                     }
                 }
@@ -376,7 +371,6 @@ impl Batch<'_> {
         if self.read.is_empty() {
             return Ok(()); // nothing to commit: the transaction rolls back
         }
-        savepoint.keep_what_follows();
         pool.send(&mut tx, &statements)?;
         pool.mark_done(&mut tx)?;
         send_cells(&mut tx, &pieces, &mut counted.cells)?;
@@ -407,48 +401,34 @@ fn load_in_savepoint(
     })
 }
 
-/// The savepoint `file` that each file of a batch is loaded in, taken and ended by hand so that a
-/// boundary between files costs one round trip: a kept file's savepoint is released when the next one is
-/// taken, in the same statement (the last one by the commit); a file rolled back leaves the savepoint in
-/// place, ready for the next file.
-enum FileSavepoint {
-    /// None taken yet.
-    None,
-    /// Taken, and nothing done in it since.
-    Ready,
-    /// Holds a file that is kept.
-    Holds,
+/// The savepoint `file` that each file of a batch that streams is loaded in, taken and ended by hand so
+/// that a boundary between files costs one round trip: the last file's savepoint, kept or rolled back, is
+/// released when the next one is taken, in the same statement (the last one by the commit). Releasing it
+/// keeps what the batch wrote in it after the last file (the pool's rows, the cell tally), whatever the
+/// next file does.
+#[derive(Default)]
+struct FileSavepoint {
+    taken: bool,
 }
 
 impl FileSavepoint {
     /// A savepoint for the next file.
     fn take(&mut self, tx: &mut postgres::Transaction<'_>) -> Result<()> {
-        let sql = match self {
-            FileSavepoint::None => "SAVEPOINT file",
-            FileSavepoint::Ready => return Ok(()),
-            FileSavepoint::Holds => "RELEASE SAVEPOINT file; SAVEPOINT file",
+        let sql = if self.taken {
+            "RELEASE SAVEPOINT file; SAVEPOINT file"
+        } else {
+            "SAVEPOINT file"
         };
         tx.batch_execute(sql)
             .context("while starting the file's savepoint")?;
-        *self = FileSavepoint::Ready;
+        self.taken = true;
         Ok(())
     }
 
-    /// What the transaction writes next is kept whatever a later file does: a savepoint with nothing in it
-    /// yet is not reused by the next file (which could roll it back), but released and taken again.
-    fn keep_what_follows(&mut self) {
-        if let FileSavepoint::Ready = self {
-            *self = FileSavepoint::Holds;
-        }
-    }
-
-    /// The file is kept, or rolled back.
+    /// The file is kept, or rolled back (the savepoint stays, to be released by the next `take`).
     fn end(&mut self, tx: &mut postgres::Transaction<'_>, keep: bool) -> Result<()> {
-        if keep {
-            *self = FileSavepoint::Holds;
-        } else {
+        if !keep {
             tx.batch_execute("ROLLBACK TO SAVEPOINT file")?;
-            *self = FileSavepoint::Ready;
         }
         Ok(())
     }
